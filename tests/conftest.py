@@ -1,0 +1,84 @@
+"""Test tiers and their prerequisites.
+
+- tests/unit: no kernel, no root.
+- tests/host (marker ``host``): real tracefs on any kernel (tracepoints, uprobes, instances).
+- tests/kernel (marker ``kernel``): a kernel with kprobes; CI runs these inside the VM
+  (scripts/vmrun) on Debian's 6.1 and 6.12 kernels.
+
+On a developer machine without the prerequisites these tests SKIP with the reason
+printed (``-ra``).  With ``KPROBES_REQUIRE_KERNEL=1`` (set by scripts/test inside the
+VM and on the CI host) a missing prerequisite is a FAILURE, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import pytest
+
+TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+
+
+def required() -> bool:
+    return os.environ.get("KPROBES_REQUIRE_KERNEL") == "1"
+
+
+def require(reason: str) -> None:
+    """Skip (developer machine) or fail (CI) because a prerequisite is missing."""
+    if required():
+        pytest.fail(f"prerequisite missing and KPROBES_REQUIRE_KERNEL=1: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def tracefs_root() -> Optional[str]:
+    for p in TRACEFS_CANDIDATES:
+        if os.path.exists(os.path.join(p, "README")):
+            return p
+    return None
+
+
+def _host_problem() -> Optional[str]:
+    if os.geteuid() != 0:
+        return "host tests need root (tracefs writes)"
+    root = tracefs_root()
+    if root is None:
+        return "tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)"
+    if not os.access(os.path.join(root, "instances"), os.W_OK):
+        return f"{root}/instances is not writable"
+    return None
+
+
+def _kernel_problem() -> Optional[str]:
+    p = _host_problem()
+    if p:
+        return p
+    root = tracefs_root()
+    assert root is not None
+    if not os.path.exists(os.path.join(root, "kprobe_events")):
+        return (
+            "this kernel has no kprobe_events (CONFIG_KPROBE_EVENTS off); "
+            "run the kernel suite in the VM: scripts/vmrun -- .venv/bin/python -m pytest tests/kernel"
+        )
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("kernel") is not None:
+        problem = _kernel_problem()
+        if problem:
+            require(problem)
+    elif item.get_closest_marker("host") is not None:
+        problem = _host_problem()
+        if problem:
+            require(problem)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Directory decides the tier, so a test cannot forget its marker.
+    for item in items:
+        path = str(item.fspath)
+        if f"{os.sep}tests{os.sep}kernel{os.sep}" in path:
+            item.add_marker(pytest.mark.kernel)
+        elif f"{os.sep}tests{os.sep}host{os.sep}" in path:
+            item.add_marker(pytest.mark.host)
