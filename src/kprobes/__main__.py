@@ -1,0 +1,5 @@
+"""``python -m kprobes``."""
+
+from .cli.main import entry
+
+entry()
