@@ -1,0 +1,175 @@
+"""From what a user types to the exact definition the kernel gets.
+
+Steps, each optional and each reported with a caret when it fails:
+
+1. the BTF shorthand ``p:FUNC ARGS`` (no event name: FUNC is the function, its
+   name becomes the event's);
+2. uprobe places by symbol: ``/bin/bash:readline``, ``libc:malloc+4`` →
+   ``PATH:0xFILEOFFSET`` through the ELF reader;
+3. friendly arguments: ``arg2``, ``str(arg2)``, ``retval``, ``comm``;
+4. BTF names and member paths for kprobes: ``filename:string``,
+   ``sk->__sk_common.skc_dport``, ``((struct task_struct *)arg3)->pid``;
+   compiled to fetchargs by kprobes itself, on every kernel (the result is the
+   same whether or not the kernel could read BTF names on its own);
+5. offline validation against the running kernel's features (tracefs README).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Union
+
+from ..errors import KprobesError
+from ..probes.arch import Arch, get_arch, host_arch
+from ..probes.spec import ProbeSpec
+
+__all__ = ["Prepared", "prepare_definition", "guess_kind"]
+
+_HEAD = re.compile(r"^([pr])(\d*)(?::(?:([A-Za-z_][\w]*)/)?([A-Za-z_][\w.]*)?)?$")
+_TYPES = re.compile(
+    r"^(?:[usx](?:8|16|32|64)|char|string|ustring|symbol|symstr|%pd|%pD|b\d+@\d+/\d+)(?:\[\d+\])?$"
+)
+_IDENT = re.compile(r"^[A-Za-z_]\w*$")
+_RAW_FETCH = re.compile(r"^(?:%|@|\$|\+|-|\\)")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A definition ready for the kernel: the spec and each field's fetcharg type."""
+
+    spec: ProbeSpec
+    types: Dict[str, str]
+    original: str
+
+
+def guess_kind(words: List[str]) -> str:
+    """``uprobe`` when the place is ``PATH:WHERE`` (a path, or a lib name like ``libc:``)."""
+    if len(words) >= 2:
+        target = words[1]
+        if ":" in target:
+            left = target.split(":", 1)[0]
+            if "/" in left or left.startswith("lib"):
+                return "uprobe"
+    return "kprobe"
+
+
+def _looks_like_arg(word: str) -> bool:
+    """True when ``word`` is a fetcharg, not a kernel symbol (``MOD:SYM`` is a symbol)."""
+    if "=" in word or "->" in word or "(" in word or _RAW_FETCH.match(word):
+        return True
+    if ":" in word:
+        return bool(_TYPES.match(word.rsplit(":", 1)[1]))
+    return False
+
+
+def _btf_shorthand(words: List[str]) -> List[str]:
+    """``p:FUNC ARG...`` (FUNC a function, not an event name) → ``p:FUNC FUNC ARG...``."""
+    m = _HEAD.match(words[0])
+    if not m or m.group(3) or not m.group(4) or "." in m.group(4):
+        return words
+    if len(words) == 1 or _looks_like_arg(words[1]):
+        return [words[0], m.group(4)] + words[1:]
+    return words
+
+
+def _resolve_uprobe_place(word: str, is_return_hint: bool) -> str:
+    path, sep, where = word.partition(":")
+    if not sep:
+        return word
+    suffix = ""
+    if where.endswith("%return"):
+        where, suffix = where[: -len("%return")], "%return"
+    ref = ""
+    if "(" in where:
+        where, ref = where[: where.index("(")], where[where.index("(") :]
+    if re.match(r"^(0[xX][0-9a-fA-F]+|\d+)$", where):
+        if "/" not in path:
+            from .symbols.ldcache import resolve_library
+
+            path = resolve_library(path)
+        return f"{path}:{where}{ref}{suffix}"
+    from .symbols.elf import resolve_uprobe
+
+    if "/" not in path:
+        from .symbols.ldcache import resolve_library
+
+        path = resolve_library(path)
+    loc = resolve_uprobe(path, where)
+    return f"{loc.path}:0x{loc.offset:x}{ref}{suffix}"
+
+
+def _needs_btf(arg: str) -> bool:
+    """An argument kprobes must compile through BTF (a name or a member path)."""
+    body = arg.split("=", 1)[1] if re.match(r"^[A-Za-z_]\w*=(?!=)", arg) else arg
+    expr = body
+    if ":" in body and _TYPES.match(body.rsplit(":", 1)[1]):
+        expr = body.rsplit(":", 1)[0]
+    if _RAW_FETCH.match(expr):
+        return "->" in expr or "." in expr.lstrip("+-0123456789")
+    if expr.startswith("(") or "->" in expr:
+        return True
+    if _IDENT.match(expr):
+        return not re.match(r"^(arg\d+|retval|comm)$", expr)
+    return "." in expr or "[" in expr
+
+
+def prepare_definition(
+    text: str,
+    *,
+    arch: Union[str, Arch, None] = None,
+    features_source: Optional[object] = None,
+    btf: Optional[object] = None,
+) -> Prepared:
+    """Turn a user's definition into a validated :class:`ProbeSpec`.
+
+    ``features_source`` is a :class:`~kprobes.backends.tracefs.fs.TraceFS` whose
+    README tells the kernel's features (None: validate for the newest kernel).
+    """
+    from ..probes import KernelFeatures, expand_friendly, validate
+
+    arch_obj = host_arch() if arch is None else (get_arch(arch) if isinstance(arch, str) else arch)
+    words = text.split()
+    if not words:
+        raise KprobesError("empty probe definition", hint="e.g. 'p:myprobe do_sys_openat2'")
+    kind = guess_kind(words)
+    if kind == "kprobe" and words[0][:1] in "pr":
+        words = _btf_shorthand(words)
+    if kind == "uprobe" and len(words) >= 2:
+        words[1] = _resolve_uprobe_place(words[1], words[0].startswith("r"))
+    line = " ".join(words)
+    if len(words) > 2 and kind == "kprobe":
+        func = words[1].split(":")[-1].split("+")[0]
+        args = words[2:]
+        if any(_needs_btf(a) for a in args):
+            btf_obj = btf
+            if btf_obj is None:
+                from ..btf import load_vmlinux
+
+                btf_obj = load_vmlinux()
+            from ..btf import compile_btf_arg
+
+            compiled: List[str] = []
+            for word in args:
+                compiled.append(compile_btf_arg(btf_obj, func, word, arch_obj) if _needs_btf(word) else word)  # type: ignore[arg-type]
+            line = " ".join(words[:2] + compiled)
+    line = expand_friendly(line, kind, arch_obj)
+    features = None
+    if features_source is not None:
+        try:
+            readme = features_source.read("README")  # type: ignore[attr-defined]
+            features = KernelFeatures.from_readme(readme)
+        except KprobesError:
+            features = None
+    parsed = validate(line, kind, features, arch_obj)
+    if not isinstance(parsed, ProbeSpec):
+        raise KprobesError(
+            f"{text!r} deletes events; a session only adds its own",
+            hint="to remove a persistent probe use: kprobes probe --del NAME",
+        )
+    types: Dict[str, str] = {}
+    for i, a in enumerate(parsed.args):
+        name = a.name or f"arg{i + 1}"
+        if a.type:
+            types[name] = a.type
+    return Prepared(spec=parsed, types=types, original=text)

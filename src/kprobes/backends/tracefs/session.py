@@ -1,0 +1,461 @@
+"""A tracing session: a private tracefs instance and event group, always cleaned up.
+
+    with Session() as s:
+        s.add("p:myprobe do_sys_openat2 filename=+0(%si):string")
+        for ev in s.events(duration=5):
+            print(ev.comm, ev.fields["filename"])
+
+The session owns an instance ``instances/kp<PID>_<BOOT>_<START>`` and an event
+group of the same name.  Probes are defined in that group, enabled only in that
+instance, and read from that instance's buffer: the top-level buffer, global
+options and ``current_tracer`` are never written, and other owners' events are
+never touched.  Leaving the ``with`` block — normally, by an exception, by
+SIGINT/SIGTERM/SIGHUP — disables and deletes every event, filter and trigger and
+removes the instance.  After SIGKILL, the next session (or ``kprobes gc``)
+reaps what the dead owner left.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import errno
+import os
+import select
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import (
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Union,
+)
+
+from ...errors import FeatureMissing, KprobesError
+from ...events.model import TraceEvent, UnparsedLine
+from .fs import TraceFS
+from .owner import current_owner
+from .reaper import GcReport, reap, remove_group_events, remove_instance
+
+__all__ = ["Session", "Probe", "SessionInterrupted"]
+
+Handler = Callable[[TraceEvent], None]
+
+
+class SessionInterrupted(KprobesError):
+    """SIGTERM or SIGHUP arrived: the session was cleaned up and the program should exit."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}; probes removed")
+        self.exit_code = 128 + signum
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One event the session armed.
+
+    ``label`` is the name the user gave (or the kernel's default name);
+    ``group``/``event`` are where it lives in tracefs; ``definition`` the exact
+    text written to the kernel (None for tracepoints); ``types`` the fetcharg
+    types by field name (for typing values in the text parser).
+    """
+
+    label: str
+    group: str
+    event: str
+    kind: str  # "kprobe" | "uprobe" | "tracepoint"
+    definition: Optional[str] = None
+    filter: Optional[str] = None
+    types: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def rel(self) -> str:
+        return f"events/{self.group}/{self.event}"
+
+
+def guess_kind(text: str) -> str:
+    """``kprobe`` or ``uprobe`` from a definition's target word (PATH:WHERE is a uprobe)."""
+    words = text.split()
+    if len(words) >= 2:
+        target = words[1]
+        if ":" in target and ("/" in target.split(":", 1)[0] or target.startswith("lib")):
+            return "uprobe"
+    return "kprobe"
+
+
+class Session:
+    """Owns one private tracefs instance and event group; see the module docstring.
+
+    ``buffer_size_kb`` sets the instance's per-CPU buffer (default 4096 KiB).
+    ``clock`` is the instance's trace clock (``mono``: the same clock as
+    bpftrace's ``nsecs`` and ``time.monotonic_ns()``).  ``handle_signals``
+    turns SIGTERM/SIGHUP into :class:`SessionInterrupted` so that cleanup runs
+    (only when the session is entered from the main thread).
+    """
+
+    def __init__(
+        self,
+        tracefs: Optional[TraceFS] = None,
+        *,
+        buffer_size_kb: Optional[int] = 4096,
+        clock: str = "mono",
+        arch: Optional[str] = None,
+        reap_dead: bool = True,
+        handle_signals: bool = True,
+    ) -> None:
+        self._fs_given = tracefs
+        self.fs: Optional[TraceFS] = None
+        self.buffer_size_kb = buffer_size_kb
+        self.clock = clock
+        self.arch = arch
+        self.reap_dead = reap_dead
+        self.handle_signals = handle_signals
+        owner = current_owner()
+        self.name = owner.name
+        self.group = owner.name
+        self.probes: Dict[str, Probe] = {}
+        self.unparsed: List[UnparsedLine] = []
+        self.reaped: Optional[GcReport] = None
+        self._handlers: Dict[str, List[Handler]] = {}
+        self._old_signals: Dict[int, object] = {}
+        self._open = False
+        self._pipe_fd: Optional[int] = None
+        self._stop = False
+        self._parser: Optional[object] = None
+        self._counter = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> Session:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def instance(self) -> str:
+        return f"instances/{self.name}"
+
+    def open(self) -> None:
+        if self._open:
+            return
+        fs = self._fs_given or TraceFS.discover()
+        self.fs = fs
+        if self.reap_dead:
+            self.reaped = reap(fs, keep=self.group)
+        try:
+            os.mkdir(fs.path(self.instance))
+        except FileExistsError:
+            pass
+        except PermissionError as e:
+            from ...errors import PermissionProblem
+
+            raise PermissionProblem(
+                f"cannot create a tracefs instance in {fs.path('instances')}: permission denied",
+                hint="run as root, or with CAP_PERFMON and write access to tracefs",
+            ) from e
+        except FileNotFoundError as e:
+            raise FeatureMissing(
+                f"{fs.path('instances')} does not exist: this kernel has no tracefs instances",
+            ) from e
+        self._open = True
+        atexit.register(self.close)
+        if self.handle_signals and threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGTERM, signal.SIGHUP):
+                self._old_signals[s] = signal.signal(s, self._on_signal)
+        try:
+            if self.clock:
+                clocks = fs.read(f"{self.instance}/trace_clock")
+                if self.clock in clocks.replace("[", " ").replace("]", " ").split():
+                    fs.write(f"{self.instance}/trace_clock", self.clock)
+            if self.buffer_size_kb:
+                fs.write(f"{self.instance}/buffer_size_kb", str(self.buffer_size_kb))
+        except BaseException:
+            self.close()
+            raise
+
+    def _on_signal(self, signum: int, _frame: Optional[FrameType]) -> None:
+        raise SessionInterrupted(signum)
+
+    def close(self) -> None:
+        """Disable and remove everything this session made; safe to call twice."""
+        if not self._open:
+            return
+        self._open = False
+        fs = self.fs
+        assert fs is not None
+        errors: List[str] = []
+        if self._pipe_fd is not None:
+            try:
+                os.close(self._pipe_fd)
+            except OSError:
+                pass
+            self._pipe_fd = None
+        for p in list(self.probes.values()):
+            try:
+                rel = f"{self.instance}/{p.rel}"
+                if fs.exists(f"{rel}/enable"):
+                    fs.write(f"{rel}/enable", "0")
+                if p.filter and fs.exists(f"{rel}/filter"):
+                    fs.write(f"{rel}/filter", "0")
+            except (OSError, KprobesError) as e:
+                errors.append(f"{p.label}: {e}")
+        try:
+            remove_instance(fs, self.name)
+        except OSError as e:
+            errors.append(f"instance {self.name}: {e}")
+        try:
+            remove_group_events(fs, self.group)
+        except (OSError, KprobesError) as e:
+            errors.append(f"group {self.group}: {e}")
+        self.probes.clear()
+        for s, old in self._old_signals.items():
+            try:
+                signal.signal(s, old)  # type: ignore[arg-type]
+            except (ValueError, TypeError):
+                pass
+        self._old_signals.clear()
+        try:
+            atexit.unregister(self.close)
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+        if errors:
+            raise KprobesError("cleanup was incomplete: " + "; ".join(errors), hint="run: kprobes gc")
+
+    def _require_open(self) -> TraceFS:
+        if not self._open or self.fs is None:
+            raise KprobesError("the session is not open", hint="use 'with Session() as s:'")
+        return self.fs
+
+    # ------------------------------------------------------------------ probes
+
+    def add(
+        self,
+        definition: str,
+        *,
+        filter: Optional[str] = None,
+        enable: bool = True,
+    ) -> Probe:
+        """Define a kprobe/kretprobe/uprobe/uretprobe in the session's group and enable it.
+
+        ``definition`` is tracefs dynamic-event syntax (``p:NAME SYM ARGS``),
+        optionally with friendly arguments (``arg2``, ``str(arg2)``,
+        ``retval``, ``comm``), BTF names (``filename:string``,
+        ``sk->__sk_common.skc_dport``) and uprobe symbols (``/bin/bash:readline``).
+        A group in the definition is replaced by the session's own.
+        ``filter`` is a kernel event filter (events.rst syntax).
+        """
+        fs = self._require_open()
+        from ..prepare import prepare_definition
+
+        prepared = prepare_definition(definition, arch=self.arch, features_source=fs)
+        spec = prepared.spec
+        label = spec.event or spec.default_event or self._fresh_label(spec.kind)
+        event = label
+        spec = dataclasses.replace(spec, group=self.group, event=event)
+        text = spec.render()
+        target = "kprobe_events" if spec.kind == "kprobe" else "uprobe_events"
+        if not fs.exists(target):
+            target = "dynamic_events" if fs.exists("dynamic_events") else target
+        if not fs.exists(target):
+            raise FeatureMissing(
+                f"this kernel has no {target} (CONFIG_{spec.kind.upper()}_EVENTS is off)",
+                hint="kprobes doctor lists what this kernel supports",
+            )
+        if label in self.probes:
+            raise KprobesError(f"a probe named {label!r} already exists in this session",
+                               hint="give each probe its own name: p:NAME ...")
+        fs.write_definition(target, text)
+        probe = Probe(
+            label=label, group=self.group, event=event, kind=spec.kind, definition=text,
+            filter=filter, types=prepared.types,
+        )  # fmt: skip
+        self.probes[label] = probe
+        try:
+            self._arm(probe, enable)
+        except BaseException:
+            self.probes.pop(label, None)
+            fs.write(target if target != "kprobe_events" else target, f"-:{self.group}/{event}\n", append=True)
+            raise
+        return probe
+
+    def add_tracepoint(self, name: str, *, filter: Optional[str] = None, enable: bool = True) -> Probe:
+        """Enable tracepoint ``SYS:EVENT`` (or ``SYS/EVENT``) in the session's instance."""
+        fs = self._require_open()
+        sys_, sep, ev = name.replace("/", ":").partition(":")
+        if not sep or not fs.exists(f"{self.instance}/events/{sys_}/{ev}"):
+            from ...errors import NotTraceableError
+
+            near: List[str] = []
+            if fs.exists(f"events/{sys_}"):
+                import difflib
+
+                near = difflib.get_close_matches(ev, fs.listdir(f"events/{sys_}"), n=5)
+            raise NotTraceableError(
+                name, "no such tracepoint", suggestions=[f"{sys_}:{n}" for n in near],
+                hint="list them with: kprobes list 'tracepoint:*'",
+            )  # fmt: skip
+        probe = Probe(label=ev, group=sys_, event=ev, kind="tracepoint", filter=filter)
+        if ev in self.probes:
+            raise KprobesError(f"tracepoint {name!r} is already in this session")
+        self.probes[ev] = probe
+        self._arm(probe, enable)
+        return probe
+
+    def _fresh_label(self, kind: str) -> str:
+        self._counter += 1
+        return f"{kind}_{self._counter}"
+
+    def _arm(self, probe: Probe, enable: bool) -> None:
+        fs = self._require_open()
+        rel = f"{self.instance}/{probe.rel}"
+        if probe.filter:
+            try:
+                fs.write(f"{rel}/filter", probe.filter)
+            except OSError as e:
+                raise KprobesError(
+                    f"the kernel refused the filter {probe.filter!r} for {probe.label}: "
+                    f"{os.strerror(e.errno or 0)}\n{self._filter_error(rel)}",
+                    hint="filters compare fields with == != < <= > >= & ~ (glob for strings): "
+                    "see Documentation/trace/events.rst",
+                ) from None
+        if enable:
+            self.enable(probe.label)
+
+    def _filter_error(self, rel: str) -> str:
+        fs = self._require_open()
+        try:
+            return fs.read(f"{rel}/filter").strip()
+        except KprobesError:
+            return ""
+
+    def enable(self, label: str, on: bool = True) -> None:
+        fs = self._require_open()
+        p = self.probes[label]
+        fs.write(f"{self.instance}/{p.rel}/enable", "1" if on else "0")
+
+    def remove(self, label: str) -> None:
+        """Disable and delete one probe now (close() does this for all)."""
+        fs = self._require_open()
+        p = self.probes.pop(label)
+        fs.write(f"{self.instance}/{p.rel}/enable", "0")
+        if p.kind != "tracepoint":
+            target = "dynamic_events" if fs.exists("dynamic_events") else (
+                "kprobe_events" if p.kind == "kprobe" else "uprobe_events")
+            fs.write(target, f"-:{p.group}/{p.event}\n", append=True)
+
+    def set_pids(self, pids: Sequence[int], *, follow_forks: bool = True) -> None:
+        """Record only events of these pids (the instance's set_event_pid)."""
+        fs = self._require_open()
+        fs.write(f"{self.instance}/set_event_pid", " ".join(str(p) for p in pids))
+        opt = f"{self.instance}/options/event-fork"
+        if follow_forks and fs.exists(opt):
+            fs.write(opt, "1")
+
+    # ------------------------------------------------------------------ events
+
+    def _types_by_event(self) -> Dict[str, Dict[str, str]]:
+        return {p.event: dict(p.types) for p in self.probes.values() if p.types}
+
+    def events(
+        self,
+        duration: Optional[float] = None,
+        *,
+        until: Optional[Callable[[], bool]] = None,
+        poll_ms: int = 100,
+    ) -> Iterator[TraceEvent]:
+        """Yield events from the instance's buffer as they arrive.
+
+        Stops after ``duration`` seconds, when ``until()`` returns True, or when
+        :meth:`stop` is called.  Lines that cannot be parsed are kept in
+        :attr:`unparsed` (and counted), never dropped.
+        """
+        fs = self._require_open()
+        from ...events.text import TextParser
+
+        parser = TextParser(self._types_by_event())
+        self._parser = parser
+        if self._pipe_fd is None:
+            self._pipe_fd = os.open(fs.path(f"{self.instance}/trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
+        fd = self._pipe_fd
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        deadline = None if duration is None else time.monotonic() + duration
+        self._stop = False
+        draining = False
+        while True:
+            if not draining:
+                if self._stop or (until is not None and until()) or (
+                    deadline is not None and time.monotonic() >= deadline
+                ):
+                    draining = True  # one last non-blocking read of what is buffered
+            if not draining:
+                timeout = poll_ms
+                if deadline is not None:
+                    timeout = max(0, min(poll_ms, int((deadline - time.monotonic()) * 1000)))
+                poller.poll(timeout)
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                chunk = b""
+            except OSError as e:
+                if e.errno == errno.EINTR:
+                    continue
+                raise
+            if chunk:
+                for item in parser.feed(chunk):
+                    if isinstance(item, UnparsedLine):
+                        self.unparsed.append(item)
+                    else:
+                        yield item
+                continue
+            if draining:
+                for item in parser.flush():
+                    if isinstance(item, UnparsedLine):
+                        self.unparsed.append(item)
+                    else:
+                        yield item
+                return
+
+    def stop(self) -> None:
+        """Make :meth:`events`/:meth:`run` return after draining what is buffered."""
+        self._stop = True
+
+    def on(self, label: str) -> Callable[[Handler], Handler]:
+        """Decorator: call the function for every event of probe ``label`` (``"*"``: all)."""
+
+        def deco(fn: Handler) -> Handler:
+            self._handlers.setdefault(label, []).append(fn)
+            return fn
+
+        return deco
+
+    def run(self, duration: Optional[float] = None, *, until: Optional[Callable[[], bool]] = None) -> int:
+        """Dispatch events to the :meth:`on` handlers; returns how many events were dispatched.
+
+        An exception in a handler propagates (after which ``with`` cleans up).
+        """
+        n = 0
+        by_event = {p.event: p.label for p in self.probes.values()}
+        for ev in self.events(duration, until=until):
+            label = by_event.get(ev.event, ev.event)
+            for fn in self._handlers.get(label, []) + self._handlers.get("*", []):
+                fn(ev)
+            n += 1
+        return n
+
+    def label_of(self, ev: Union[TraceEvent, str]) -> str:
+        name = ev if isinstance(ev, str) else ev.event
+        for p in self.probes.values():
+            if p.event == name:
+                return p.label
+        return name

@@ -1,0 +1,5 @@
+"""``python -m kprobes.cli``."""
+
+from .main import entry
+
+entry()

@@ -1,0 +1,136 @@
+"""The ``kprobes`` command: the only place that prints or exits.
+
+Subcommands (``kprobes trace|check|list|doctor|gc|probe|record|script|report``)
+or bpftrace-style use (``kprobes -e 'PROGRAM'``, ``kprobes FILE.bt``).
+Every module is imported lazily so that start-up stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Dict, List, Optional, Sequence, TextIO
+
+from ..errors import KprobesError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+SUBCOMMANDS: Dict[str, str] = {
+    "trace": "kprobes.cli.trace",
+    "check": "kprobes.cli.check",
+    "list": "kprobes.cli.listing",
+    "doctor": "kprobes.cli.doctor",
+    "gc": "kprobes.cli.gc",
+}
+
+USAGE = """\
+usage: kprobes COMMAND [ARGS]          (kprobes COMMAND --help for details)
+       kprobes [OPTIONS] -e 'PROGRAM'  (bpftrace language)
+       kprobes [OPTIONS] FILE.bt
+
+commands:
+  trace DEF...     arm probe definitions and print their events
+  check DEF...     validate definitions offline, with the kernel's own messages
+  list [GLOB]      probeable kernel functions; why a name is not probeable
+  doctor           what this kernel supports, and how to fix what it doesn't
+  gc               remove what dead kprobes sessions left in tracefs
+"""
+
+
+class Streams:
+    """stdout/stderr for a command (tests pass StringIO)."""
+
+    def __init__(self, out: Optional[TextIO] = None, err: Optional[TextIO] = None) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+
+
+def report_error(e: KprobesError, streams: Streams) -> None:
+    streams.err.write(f"kprobes: error: {e.format()}\n")
+
+
+def main(argv: Optional[Sequence[str]] = None, streams: Optional[Streams] = None) -> int:
+    """Run the CLI; returns the exit status (never calls sys.exit)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    st = streams or Streams()
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    if not args or args[0] in ("-h", "--help"):
+        st.out.write(USAGE)
+        return EXIT_OK if args else EXIT_USAGE
+    if args[0] == "--version":
+        from .. import __version__
+
+        st.out.write(f"kprobes {__version__}\n")
+        return EXIT_OK
+    try:
+        if args[0] in SUBCOMMANDS:
+            import importlib
+
+            mod = importlib.import_module(SUBCOMMANDS[args[0]])
+            run: Callable[[List[str], Streams], int] = mod.run
+            return run(args[1:], st)
+        st.err.write(f"kprobes: error: unknown command {args[0]!r}\n{USAGE}")
+        return EXIT_USAGE
+    except HelpShown as e:
+        return e.exit_code
+    except KprobesError as e:
+        if debug:
+            raise
+        report_error(e, st)
+        return e.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Reader went away (| head): exit quietly, like cat.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_OK
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so main() decides the exit status."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}", hint=f"see: {self.prog} --help")
+
+    def exit(self, status: int = 0, message: Optional[str] = None) -> None:  # type: ignore[override]
+        if message:
+            sys.stderr.write(message)
+        raise HelpShown(status)
+
+
+class UsageError(KprobesError):
+    exit_code = EXIT_USAGE
+
+
+class HelpShown(KprobesError):
+    def __init__(self, status: int) -> None:
+        super().__init__("")
+        self.exit_code = status
+
+    def format(self) -> str:
+        return ""
+
+
+def parse(parser: ArgParser, args: List[str], streams: Streams) -> Optional[argparse.Namespace]:
+    """Parse, printing --help to the command's stream; None when help was shown."""
+    if "-h" in args or "--help" in args:
+        streams.out.write(parser.format_help())
+        return None
+    return parser.parse_args(args)
+
+
+def entry() -> None:
+    """console_scripts entry point."""
+    sys.exit(main())
