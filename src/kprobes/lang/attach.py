@@ -1,0 +1,183 @@
+"""Attach-point syntax: ``kprobe:FN+OFFS``, ``uprobe:PATH:SYM``, ``interval:s:1``...
+
+:func:`parse_attach_point` turns the raw text of one attach point (one
+``ATTACH`` token) into an :class:`~kprobes.lang.ast.AttachPoint`, resolving
+bpftrace's short aliases (``k:``, ``kr:``, ``u:``, ``ur:``, ``t:``, ``i:``)
+and lowercase ``begin``/``end``.  Wildcards (``*``, ``?``, ``[...]``) stay in
+the names as patterns; expanding them is the engine's job.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from .ast import AttachPoint
+from .source import Span
+
+__all__ = ["AttachError", "parse_attach_point", "PROVIDERS", "INTERVAL_UNITS"]
+
+#: Supported providers by every name bpftrace accepts for them.
+PROVIDERS = {
+    "kprobe": "kprobe", "k": "kprobe",
+    "kretprobe": "kretprobe", "kr": "kretprobe",
+    "uprobe": "uprobe", "u": "uprobe",
+    "uretprobe": "uretprobe", "ur": "uretprobe",
+    "tracepoint": "tracepoint", "t": "tracepoint",
+    "interval": "interval", "i": "interval",
+    "BEGIN": "BEGIN", "begin": "BEGIN",
+    "END": "END", "end": "END",
+}  # fmt: skip
+#: bpftrace providers this front end knows but does not support (yet).
+UNSUPPORTED_PROVIDERS = {
+    "usdt": "usdt", "U": "usdt", "profile": "profile", "p": "profile",
+    "software": "software", "s": "software", "hardware": "hardware", "h": "hardware",
+    "watchpoint": "watchpoint", "w": "watchpoint", "asyncwatchpoint": "asyncwatchpoint",
+    "aw": "asyncwatchpoint", "fentry": "fentry", "f": "fentry", "kfunc": "fentry",
+    "fexit": "fexit", "fr": "fexit", "kretfunc": "fexit", "rawtracepoint": "rawtracepoint",
+    "rt": "rawtracepoint", "iter": "iter", "it": "iter", "self": "self",
+}  # fmt: skip
+#: ``interval:UNIT:N`` units.
+INTERVAL_UNITS = ("s", "ms", "us", "hz")
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.*?[]-")
+
+
+class AttachError(Exception):
+    """Internal: an attach point that bpftrace would refuse (turned into a diagnostic)."""
+
+    def __init__(self, message: str, hints: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hints = hints
+
+
+def _split(raw: str) -> list[str]:
+    """Split on ``:`` outside double quotes and drop the quotes."""
+    parts: list[str] = []
+    cur: list[str] = []
+    quoted = False
+    for ch in raw:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == ":" and not quoted:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def _parse_int(text: str, what: str) -> int:
+    body = text.replace("_", "")
+    value = -1
+    if len(body) <= 20:
+        try:
+            if body.lower().startswith("0x"):
+                value = int(body[2:], 16)
+            elif body.isdigit() and body.isascii():
+                value = int(body, 10)
+        except ValueError:
+            pass
+    if not 0 <= value < 1 << 64:
+        raise AttachError(f"invalid {what}: '{text}'")
+    return value
+
+
+def _split_offset(func: str) -> tuple[str, int]:
+    if "+" not in func:
+        return func, 0
+    name, _, off = func.partition("+")
+    return name, _parse_int(off, "offset")
+
+
+def _check_name(name: str, what: str) -> None:
+    for ch in name:
+        if ch not in _NAME_CHARS:
+            raise AttachError(f"invalid character '{ch}' in {what} '{name}'")
+
+
+def parse_attach_point(raw: str, span: Span) -> AttachPoint:
+    """Parse one attach point; raises :class:`AttachError` on invalid text."""
+    parts = _split(raw)
+    head, rest = parts[0], parts[1:]
+    if head in UNSUPPORTED_PROVIDERS:
+        raise AttachError(f"'{UNSUPPORTED_PROVIDERS[head]}' probes are not supported yet")
+    provider = PROVIDERS.get(head)
+    if provider is None:
+        close = difflib.get_close_matches(head, sorted(PROVIDERS), n=1)
+        hints = (f"Did you mean '{close[0]}'?",) if close else ()
+        raise AttachError(f"Invalid provider: '{head}'", hints)
+    if provider in ("BEGIN", "END"):
+        if rest:
+            raise AttachError("BEGIN/END probes should not have a target")
+        return AttachPoint(provider, raw, span)
+    if provider in ("kprobe", "kretprobe"):
+        return _kprobe(provider, raw, span, rest)
+    if provider in ("uprobe", "uretprobe"):
+        return _uprobe(provider, raw, span, rest)
+    if provider == "tracepoint":
+        if len(rest) != 2 or not rest[0] or not rest[1]:
+            raise AttachError("tracepoint probe must have a target")
+        _check_name(rest[0], "tracepoint category")
+        _check_name(rest[1], "tracepoint name")
+        return AttachPoint(provider, raw, span, target=rest[0], func=rest[1])
+    return _interval(raw, span, rest)
+
+
+def _kprobe(provider: str, raw: str, span: Span, rest: list[str]) -> AttachPoint:
+    if not rest or not rest[-1]:
+        raise AttachError("kprobes should be attached to a function")
+    if len(rest) > 2:
+        raise AttachError(f"invalid {provider} attach point '{raw}'")
+    module = rest[0] if len(rest) == 2 else ""
+    func, offset = _split_offset(rest[-1])
+    if not func:
+        raise AttachError("kprobes should be attached to a function")
+    _check_name(func, "function name")
+    if module:
+        _check_name(module, "module name")
+    ap = AttachPoint(provider, raw, span, func=func, module=module, offset=offset)
+    if offset and provider == "kretprobe":
+        raise AttachError("kretprobes can not be attached to a function offset")
+    if offset and ap.is_pattern:
+        raise AttachError("Offset not allowed with wildcards")
+    return ap
+
+
+def _uprobe(provider: str, raw: str, span: Span, rest: list[str]) -> AttachPoint:
+    if len(rest) < 2 or not rest[0]:
+        raise AttachError(f"{provider} should have a target")
+    if len(rest) > 2:
+        raise AttachError("language-specific uprobes (PATH:LANG:FUNC) are not supported yet")
+    target, where = rest
+    if not where:
+        raise AttachError(f"{provider} should be attached to a function and/or address")
+    address = None
+    func, offset = _split_offset(where)
+    if func.lower().startswith("0x") or func.isdigit():
+        address, func = _parse_int(func, "address"), ""
+    else:
+        _check_name(func, "symbol")
+    if offset and provider == "uretprobe":
+        raise AttachError("uretprobes can not be attached to a function offset")
+    ap = AttachPoint(provider, raw, span, target=target, func=func, address=address, offset=offset)
+    if offset and ap.is_pattern:
+        raise AttachError("Offset not allowed with wildcards")
+    return ap
+
+
+def _interval(raw: str, span: Span, rest: list[str]) -> AttachPoint:
+    if len(rest) != 2 or not rest[0]:
+        raise AttachError("interval probe must have unit of time")
+    unit, count = rest
+    if unit not in INTERVAL_UNITS:
+        raise AttachError(f"{unit} is not an accepted unit of time")
+    body = count.replace("_", "")
+    if not (body.isdigit() and body.isascii()) or count.endswith("_"):
+        raise AttachError("interval frequency should be a positive integer")
+    if len(body) > 19 or int(body) >= 1 << 63:
+        raise AttachError(f"interval frequency {count} is out of range")
+    if int(body) <= 0:
+        raise AttachError("interval frequency should be a positive integer")
+    return AttachPoint("interval", raw, span, unit=unit, period=int(body))

@@ -1,0 +1,74 @@
+"""Names the language knows: builtin variables, functions, integer types.
+
+The tables say which probe providers make each builtin available, which is
+what both the checker and the engine (deciding what to fetch) rely on.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "INT_TYPES", "C_TYPE_ALIASES", "BUILTINS", "UNSUPPORTED_BUILTINS", "ARG_PROVIDERS",
+    "FUNCTIONS", "AGGREGATIONS", "UNSUPPORTED_FUNCTIONS", "is_builtin_name", "ALL_PROVIDERS",
+]  # fmt: skip
+
+#: Cast type name -> (bits, signed).
+INT_TYPES: dict[str, tuple[int, bool]] = {
+    "uint8": (8, False), "int8": (8, True), "uint16": (16, False), "int16": (16, True),
+    "uint32": (32, False), "int32": (32, True), "uint64": (64, False), "int64": (64, True),
+}  # fmt: skip
+#: C type names bpftrace refuses in casts, with the name to suggest (None: no hint).
+C_TYPE_ALIASES: dict[str, str | None] = {
+    "char": "int8", "short": "int16", "int": "int32", "long": "int64",
+    "unsigned": None, "signed": None, "void": None,
+}  # fmt: skip
+
+ALL_PROVIDERS: frozenset[str] = frozenset(
+    ["kprobe", "kretprobe", "uprobe", "uretprobe", "tracepoint", "interval", "BEGIN", "END"]
+)
+_ALL = ALL_PROVIDERS
+#: Builtin variable -> providers where it is available.
+BUILTINS: dict[str, frozenset[str]] = {
+    "pid": _ALL, "tid": _ALL, "uid": _ALL, "gid": _ALL, "comm": _ALL, "nsecs": _ALL,
+    "elapsed": _ALL, "cpu": _ALL, "probe": _ALL,
+    "func": frozenset(["kprobe", "kretprobe", "uprobe", "uretprobe"]),
+    "retval": frozenset(["kretprobe", "uretprobe"]),
+    "args": frozenset(["tracepoint"]),
+}  # fmt: skip
+#: Providers where ``arg0``..``argN`` are available.
+ARG_PROVIDERS: frozenset[str] = frozenset(["kprobe", "uprobe"])
+#: bpftrace builtins this front end parses but refuses.
+UNSUPPORTED_BUILTINS: frozenset[str] = frozenset(
+    ["cgroup", "kstack", "ustack", "curtask", "rand", "username", "ctx", "cpid", "numaid",
+     "jiffies", "$#"]
+)  # fmt: skip
+
+#: Aggregation functions: only valid as ``@map[...] = agg(...)``.
+AGGREGATIONS: frozenset[str] = frozenset(
+    ["count", "sum", "avg", "min", "max", "stats", "hist", "lhist"]
+)
+#: Supported functions -> (min args, max args).
+FUNCTIONS: dict[str, tuple[int, int]] = {
+    "printf": (1, 128), "print": (1, 3), "time": (0, 1), "str": (1, 2), "ksym": (1, 1),
+    "exit": (0, 1), "clear": (1, 1), "delete": (1, 2), "zero": (1, 1),
+    "count": (0, 0), "sum": (1, 1), "avg": (1, 1), "min": (1, 1), "max": (1, 1),
+    "stats": (1, 1), "hist": (1, 2), "lhist": (4, 4),
+}  # fmt: skip
+#: bpftrace functions this front end knows but refuses.
+UNSUPPORTED_FUNCTIONS: frozenset[str] = frozenset(
+    ["buf", "cat", "cgroupid", "cgroup_path", "join", "kaddr", "kptr", "uptr", "usym",
+     "ntop", "pton", "override", "reg", "signal", "sizeof", "offsetof", "strftime", "strncmp",
+     "strcontains", "system", "uaddr", "path", "macaddr", "unwatch", "bswap", "skboutput",
+     "debugf", "has_key", "len", "strerror", "percpu_kaddr", "kstack", "ustack", "nsecs",
+     "errorf", "warnf"]
+)  # fmt: skip
+
+
+def is_builtin_name(name: str) -> bool:
+    """True for builtin variables (supported or not), ``argN`` and ``sargN``."""
+    if name in BUILTINS or name in UNSUPPORTED_BUILTINS:
+        return True
+    for prefix in ("arg", "sarg"):
+        digits = name[len(prefix) :]
+        if name.startswith(prefix) and digits.isdigit() and digits.isascii():
+            return True
+    return False

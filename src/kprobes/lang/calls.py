@@ -1,0 +1,331 @@
+"""Checks for function calls: printf, print, str, ksym, map functions, aggregations.
+
+:class:`CallChecks` is mixed into the checker; it relies on the checker's
+``expr``/``error``/map helpers declared below.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+from . import ast
+from .builtins import AGGREGATIONS, FUNCTIONS, UNSUPPORTED_FUNCTIONS
+from .printf import check_format_args
+from .source import Span
+from .state import MapState, Usage
+from .typesys import (
+    NONE,
+    VOID,
+    AggType,
+    IntType,
+    NoneType,
+    PointerType,
+    RecordType,
+    StringType,
+    SymType,
+    Type,
+    VoidType,
+    is_int_like,
+    kind_name,
+)
+
+__all__ = ["CallChecks", "MAX_STRLEN"]
+
+#: bpftrace's default BPFTRACE_MAX_STRLEN.
+MAX_STRLEN = 64
+_MAX_LHIST_BUCKETS = 1000
+
+
+def _literal_int(e: ast.Expr) -> int | None:
+    """The value of an integer literal, also a negated one (``-5``)."""
+    if isinstance(e, ast.IntLit):
+        return e.value
+    if isinstance(e, ast.Unary) and e.op == "-" and isinstance(e.operand, ast.IntLit):
+        return -e.operand.value
+    return None
+
+
+class CallChecks:
+    """Function-call checking, mixed into the checker."""
+
+    use: Usage
+    maps: dict[str, MapState]
+    types: dict[int, Type]
+
+    # Provided by the checker.
+    def expr(self, e: ast.Expr) -> Type:
+        raise NotImplementedError
+
+    def error(self, message: str, span: Span | None, hints: Sequence[str] = ()) -> None:
+        raise NotImplementedError
+
+    def warning(self, message: str, span: Span | None) -> None:
+        raise NotImplementedError
+
+    def map_keys(self, m: ast.Map) -> tuple[Type, ...]:
+        raise NotImplementedError
+
+    def reconcile_keys(self, m: ast.Map, keys: tuple[Type, ...], span: Span) -> None:
+        raise NotImplementedError
+
+    def lookup_map(self, m: ast.Map) -> MapState | None:
+        raise NotImplementedError
+
+    # -- entry points ------------------------------------------------------
+    @staticmethod
+    def is_aggregation(call: ast.Call) -> bool:
+        return call.name in AGGREGATIONS
+
+    def call(self, call: ast.Call) -> Type:
+        name = call.name
+        if name in UNSUPPORTED_FUNCTIONS:
+            self.error(f"{name}() is not supported yet", call.span)
+            return NONE
+        if name not in FUNCTIONS:
+            close = difflib.get_close_matches(name, sorted(FUNCTIONS), n=1)
+            hints = (f"Did you mean '{close[0]}'?",) if close else ()
+            self.error(f"Unknown function: '{name}'", call.span, hints)
+            return NONE
+        self.use.calls.add(name)
+        if name in AGGREGATIONS:
+            self.error(f"{name}() should be directly assigned to a map", call.span)
+            return NONE
+        if not self.check_nargs(call):
+            return VOID if name not in ("str", "ksym") else NONE
+        handler = getattr(self, f"call_{name}")
+        result: Type = handler(call)
+        return result
+
+    def aggregation(self, call: ast.Call) -> Type:
+        """Check ``agg(...)`` on the right of ``@m = agg(...)``; returns its AggType."""
+        self.use.calls.add(call.name)
+        self.types[id(call)] = NONE
+        if not self.check_nargs(call):
+            return NONE
+        arg_types = [self.expr(a) for a in call.args]
+        result: Type
+        if call.name == "count":
+            result = AggType("count", False)
+        elif call.name == "lhist":
+            result = self.check_lhist(call, arg_types)
+        else:
+            if not self.check_int_arg(call, 0, arg_types[0]):
+                return NONE
+            signed = True
+            if call.name in ("sum", "min", "max") and isinstance(arg_types[0], IntType):
+                signed = arg_types[0].signed
+            result = AggType(call.name, signed)
+            if call.name == "hist" and len(call.args) == 2:
+                bits = self.literal_arg(call, 1)
+                if bits is not None and not 0 <= bits <= 5:
+                    self.error(f"hist: bits {bits} must be 0..5", call.span)
+        self.types[id(call)] = result
+        return result
+
+    # -- argument helpers --------------------------------------------------
+    def check_nargs(self, call: ast.Call) -> bool:
+        lo, hi = FUNCTIONS[call.name]
+        n = len(call.args)
+        name = call.name
+        if lo == hi and n != lo:
+            need = {0: "no arguments", 1: "one argument"}.get(lo, f"{lo} arguments")
+            self.error(f"{name}() requires {need} ({n} provided)", call.span)
+            return False
+        if n < lo:
+            need = "one argument" if lo == 1 else f"{lo} arguments"
+            self.error(f"{name}() requires at least {need} ({n} provided)", call.span)
+            return False
+        if n > hi:
+            need = {0: "requires no arguments", 1: "takes up to one argument"}.get(
+                hi, f"takes up to {hi} arguments"
+            )
+            self.error(f"{name}() {need} ({n} provided)", call.span)
+            return False
+        return True
+
+    def check_int_arg(self, call: ast.Call, index: int, t: Type) -> bool:
+        if isinstance(t, NoneType) or is_int_like(t):
+            return True
+        self.error(
+            f"{call.name}() only supports integer arguments ({kind_name(t)} provided)", call.span
+        )
+        return False
+
+    def literal_arg(self, call: ast.Call, index: int) -> int | None:
+        arg = call.args[index]
+        value = _literal_int(arg)
+        if value is None:
+            t = self.types.get(id(arg)) or self.expr(arg)
+            self.error(
+                f"{call.name}() expects a integer literal ({kind_name(t)} provided)", call.span
+            )
+        return value
+
+    def string_literal_arg(self, call: ast.Call, index: int) -> str | None:
+        arg = call.args[index]
+        if isinstance(arg, ast.StrLit):
+            return arg.value
+        t = self.expr(arg)
+        self.error(f"{call.name}() expects a string literal ({kind_name(t)} provided)", call.span)
+        return None
+
+    def map_arg(self, call: ast.Call, index: int) -> ast.Map | None:
+        arg = call.args[index]
+        if not isinstance(arg, ast.Map):
+            self.expr(arg)
+            self.error(f"{call.name}() expects a map argument", call.span)
+            return None
+        return arg
+
+    # -- aggregations ------------------------------------------------------
+    def check_lhist(self, call: ast.Call, arg_types: Sequence[Type]) -> Type:
+        if not self.check_int_arg(call, 0, arg_types[0]):
+            return NONE
+        lo, hi, step = (self.literal_arg(call, i) for i in (1, 2, 3))
+        if lo is None or hi is None or step is None:
+            return NONE
+        if step <= 0:
+            self.error(f"lhist() step must be >= 1 ({step} provided)", call.span)
+        elif (hi - lo) // step > _MAX_LHIST_BUCKETS:
+            self.error(
+                f"lhist() too many buckets, must be <= {_MAX_LHIST_BUCKETS} "
+                f"(would need {(hi - lo) // step})",
+                call.span,
+            )
+        if lo > hi:
+            self.error(
+                f"lhist() min must be less than max (provided min {lo} and max {hi})", call.span
+            )
+        elif step > 0 and hi - lo < step:
+            self.error(
+                f"lhist() step is too large for the given range "
+                f"(provided step {step} for range {hi - lo})",
+                call.span,
+            )
+        return AggType("lhist", True)
+
+    # -- ordinary functions ------------------------------------------------
+    def call_printf(self, call: ast.Call) -> Type:
+        fmt = self.string_literal_arg(call, 0)
+        arg_types = [self.expr(a) for a in call.args[1:]]
+        if fmt is not None:
+            msg = check_format_args(fmt, arg_types)
+            if msg:
+                self.error(msg, call.span)
+        return VOID
+
+    def call_time(self, call: ast.Call) -> Type:
+        if call.args:
+            self.string_literal_arg(call, 0)
+        return VOID
+
+    def call_exit(self, call: ast.Call) -> Type:
+        if call.args:
+            self.check_int_arg(call, 0, self.expr(call.args[0]))
+        return VOID
+
+    def call_str(self, call: ast.Call) -> Type:
+        t = self.expr(call.args[0])
+        ok = isinstance(t, (NoneType, IntType, PointerType, StringType))
+        if not ok:
+            self.error(
+                f"str() expects an integer or a pointer type as first argument ({t} provided)",
+                call.span,
+            )
+        size = MAX_STRLEN
+        if len(call.args) == 2:
+            length_t = self.expr(call.args[1])
+            if self.check_int_arg(call, 1, length_t):
+                value = _literal_int(call.args[1])
+                if value is not None and value > MAX_STRLEN:
+                    self.warning(
+                        f"length param ({value}) is too long and will be shortened to "
+                        f"{MAX_STRLEN} bytes (see BPFTRACE_MAX_STRLEN)",
+                        call.span,
+                    )
+                elif value is not None and value > 0:
+                    size = value
+        if isinstance(t, StringType) and len(call.args) == 1:
+            size = min(size, t.size)
+        return StringType(size) if ok else NONE
+
+    def call_ksym(self, call: ast.Call) -> Type:
+        t = self.expr(call.args[0])
+        if not isinstance(t, (NoneType, IntType, PointerType)):
+            self.error("ksym() expects an integer or pointer argument", call.span)
+            return NONE
+        return SymType(kernel=True)
+
+    def call_print(self, call: ast.Call) -> Type:
+        arg = call.args[0]
+        if isinstance(arg, ast.Map) and not arg.indexed:
+            self.use.maps_read.add(arg.name)
+            state = self.lookup_map(arg)
+            self.types[id(arg)] = state.value if state and state.value else NONE
+            for i in range(1, len(call.args)):
+                self.literal_arg(call, i)
+            return VOID
+        if isinstance(arg, ast.Map):
+            state = self.maps.get(arg.name)
+            if state is not None and isinstance(state.value, AggType):
+                self.map_keys(arg)
+                self.error(
+                    f"Map type {state.value} cannot print the value of individual keys. "
+                    "You must print the whole map.",
+                    call.span,
+                )
+                return VOID
+        t = self.expr(arg)
+        if len(call.args) != 1:
+            self.error(f"Non-map print() only takes 1 argument, {len(call.args)} found", call.span)
+        elif isinstance(t, VoidType):
+            self.error(f"{t} type passed to print() is not printable", call.span)
+        return VOID
+
+    def whole_map_call(self, call: ast.Call) -> Type:
+        m = self.map_arg(call, 0)
+        if m is None:
+            return VOID
+        self.use.maps_written.add(m.name)
+        if m.indexed:
+            self.map_keys(m)
+            self.error(f"The map passed to {call.name}() should not be indexed by a key", call.span)
+            return VOID
+        state = self.lookup_map(m)
+        self.types[id(m)] = state.value if state and state.value else NONE
+        return VOID
+
+    call_clear = whole_map_call
+    call_zero = whole_map_call
+
+    def call_delete(self, call: ast.Call) -> Type:
+        m = self.map_arg(call, 0)
+        if m is None:
+            return VOID
+        self.use.maps_written.add(m.name)
+        if len(call.args) == 2:
+            if m.indexed:
+                self.map_keys(m)
+                self.expr(call.args[1])
+                self.error("delete() expects a map without a key and a key argument", call.span)
+                return VOID
+            keys: tuple[Type, ...] = (self.key_of(call.args[1]),)
+        else:
+            keys = self.map_keys(m)
+        state = self.lookup_map(m)
+        if state is not None:
+            self.reconcile_keys(m, keys, m.span)
+            self.types[id(m)] = state.value if state.value else NONE
+        return VOID
+
+    def key_of(self, e: ast.Expr) -> Type:
+        t = self.expr(e)
+        if isinstance(t, IntType):
+            return IntType(64, t.signed)
+        if isinstance(t, PointerType):
+            return IntType(64, False)
+        if isinstance(t, RecordType):
+            self.error(f"{t} cannot be used as a map key", e.span)
+            return NONE
+        return t

@@ -1,0 +1,729 @@
+"""Semantic checks and type inference for a parsed bpftrace program.
+
+The checker follows bpftrace's semantic analyser where this front end has
+the same features: builtins are only available in the probe types that
+provide them, maps keep one key and value type across the whole program,
+aggregations may only be assigned to a map, ``$variables`` live for one
+probe, printf arguments must match the format string.  Error texts are
+bpftrace's, with close-match hints for misspelled names.
+
+Map types are inferred over two walks: the first only records every map's
+key and value types (so a map read in ``END`` before the probe that fills it
+is known), the second reports errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Callable
+
+from . import ast
+from .builtins import ARG_PROVIDERS, BUILTINS, UNSUPPORTED_BUILTINS
+from .calls import CallChecks
+from .checked import CheckedProgram, MapInfo, ProbeSummary
+from .diagnostics import ERROR, WARNING, Diagnostic, LangError
+from .provider import TypeProvider
+from .source import Source, Span
+from .state import MapState, Usage
+from .typesys import (
+    INT64,
+    NONE,
+    UINT32,
+    UINT64,
+    AggType,
+    ArrayType,
+    IntType,
+    NoneType,
+    PointerType,
+    RecordType,
+    StringType,
+    SymType,
+    Type,
+    VoidType,
+    is_int_like,
+    kind_name,
+    same_kind,
+)
+
+__all__ = ["check", "DEFAULT_MAX_ARGS"]
+
+#: ``argN`` available by default (x86_64 passes six arguments in registers).
+DEFAULT_MAX_ARGS = 6
+_COMM_SIZE = 16
+_UNKNOWN_PROBE_SIZE = 256
+
+
+def _hint(name: str, candidates: Sequence[str], sigil: str = "") -> tuple[str, ...]:
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return (f"Did you mean '{sigil}{close[0]}'?",) if close else ()
+
+
+def _as_value(t: Type) -> Type:
+    """How a member/pointee type reads as a value: char arrays become strings."""
+    if isinstance(t, ArrayType) and isinstance(t.elem, IntType) and t.elem.bits == 8:
+        return StringType(t.count)
+    return t
+
+
+def _key_type(t: Type) -> Type:
+    if isinstance(t, IntType):
+        return IntType(64, t.signed)
+    if isinstance(t, PointerType):
+        return UINT64
+    return t
+
+
+def _keys_str(keys: Sequence[Type]) -> str:
+    return ", ".join(str(k) for k in keys)
+
+
+class _Checker(CallChecks):
+    def __init__(
+        self,
+        program: ast.Program,
+        provider: TypeProvider,
+        max_args: int,
+        arch_name: str,
+        maps: dict[str, MapState],
+        report: bool,
+    ) -> None:
+        self.program = program
+        self.provider = provider
+        self.max_args = max_args
+        self.arch_name = arch_name
+        self.maps = maps
+        self.report = report
+        self.diags: list[Diagnostic] = []
+        self.types: dict[int, Type] = {}
+        self.vars: dict[str, Type] = {}
+        self.use = Usage()
+        self.probe: ast.Probe | None = None
+        self.summaries: list[ProbeSummary] = []
+        self.handlers: dict[type, Callable[[ast.Expr], Type]] = {
+            ast.IntLit: self.int_lit,  # type: ignore[dict-item]
+            ast.StrLit: self.str_lit,  # type: ignore[dict-item]
+            ast.Builtin: self.builtin,  # type: ignore[dict-item]
+            ast.Ident: self.ident,  # type: ignore[dict-item]
+            ast.Var: self.var,  # type: ignore[dict-item]
+            ast.Param: self.param,  # type: ignore[dict-item]
+            ast.Map: self.map_read,  # type: ignore[dict-item]
+            ast.FieldAccess: self.field_access,  # type: ignore[dict-item]
+            ast.Index: self.index,  # type: ignore[dict-item]
+            ast.Call: self.call,  # type: ignore[dict-item]
+            ast.Binary: self.binary,  # type: ignore[dict-item]
+            ast.Unary: self.unary,  # type: ignore[dict-item]
+            ast.IncDec: self.incdec,  # type: ignore[dict-item]
+            ast.Ternary: self.ternary,  # type: ignore[dict-item]
+            ast.Cast: self.cast,  # type: ignore[dict-item]
+        }
+
+    # -- diagnostics ---------------------------------------------------------
+    def error(self, message: str, span: Span | None, hints: Sequence[str] = ()) -> None:
+        if self.report:
+            self.diags.append(Diagnostic(ERROR, message, span, tuple(hints)))
+
+    def warning(self, message: str, span: Span | None) -> None:
+        if self.report:
+            self.diags.append(Diagnostic(WARNING, message, span))
+
+    # -- program / probes ----------------------------------------------------
+    def run(self) -> None:
+        for index, probe in enumerate(self.program.probes):
+            self.probe = probe
+            self.vars = {}
+            self.use = Usage()
+            if probe.predicate is not None:
+                t = self.expr(probe.predicate)
+                if not self.is_condition(t):
+                    self.error(f"Invalid type for predicate: {self.kind(t)}", probe.predicate.span)
+            self.block(probe.body)
+            u = self.use
+            self.summaries.append(
+                ProbeSummary(
+                    index=index,
+                    probe=probe,
+                    builtins=frozenset(u.builtins),
+                    args=frozenset(u.args),
+                    tracepoint_fields=frozenset(u.tp_fields),
+                    struct_fields=frozenset(u.struct_fields),
+                    maps_read=frozenset(u.maps_read),
+                    maps_written=frozenset(u.maps_written),
+                    calls=frozenset(u.calls),
+                    variables=dict(self.vars),
+                )
+            )
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return self.probe.providers if self.probe is not None else ()
+
+    # -- statements ----------------------------------------------------------
+    def block(self, block: ast.Block) -> None:
+        for stmt in block.stmts:
+            self.stmt(stmt)
+
+    def stmt(self, stmt: ast.Stmt) -> None:
+        if isinstance(stmt, ast.ExprStmt):
+            self.expr(stmt.expr)
+        elif isinstance(stmt, ast.AssignVar):
+            self.assign_var(stmt)
+        elif isinstance(stmt, ast.AssignMap):
+            self.assign_map(stmt)
+        elif isinstance(stmt, ast.If):
+            self.if_stmt(stmt)
+        elif isinstance(stmt, ast.Block):
+            self.block(stmt)
+
+    def if_stmt(self, stmt: ast.If) -> None:
+        t = self.expr(stmt.cond)
+        if not self.is_condition(t):
+            self.error(f"Invalid condition in if(): {self.kind(t)}", stmt.cond.span)
+        self.block(stmt.then)
+        if isinstance(stmt.orelse, ast.If):
+            self.if_stmt(stmt.orelse)
+        elif stmt.orelse is not None:
+            self.block(stmt.orelse)
+
+    def assign_var(self, stmt: ast.AssignVar) -> None:
+        name = stmt.target.name
+        if stmt.op != "=":
+            current = self.var(stmt.target)
+            self.types[id(stmt.target)] = current
+            value = self.expr(stmt.value)
+            self.arith(ast.COMPOUND_OPS[stmt.op], current, value, stmt.span)
+            return
+        value = self.expr(stmt.value)
+        self.types[id(stmt.target)] = value
+        if isinstance(value, (VoidType, AggType)):
+            self.error(f"Value '{value}' cannot be assigned to a scratch variable.", stmt.span)
+            self.vars.setdefault(name, NONE)
+            return
+        old = self.vars.get(name)
+        if old is None or isinstance(old, NoneType):
+            self.vars[name] = value
+        elif not same_kind(old, value):
+            self.error(
+                f"Type mismatch for ${name}: trying to assign value of type '{value}' "
+                f"when variable already contains a value of type '{old}'",
+                stmt.span,
+            )
+        elif isinstance(old, StringType) and isinstance(value, StringType):
+            self.vars[name] = StringType(max(old.size, value.size))
+
+    def assign_map(self, stmt: ast.AssignMap) -> None:
+        target = stmt.target
+        keys = self.map_keys(target)
+        self.use.maps_written.add(target.name)
+        value_expr = stmt.value
+        if stmt.op == "=" and isinstance(value_expr, ast.Call) and self.is_aggregation(value_expr):
+            value = self.aggregation(value_expr)
+        elif stmt.op != "=":
+            state = self.maps.get(target.name)
+            current = state.value if state is not None and state.value is not None else INT64
+            value_t = self.expr(value_expr)
+            self.use.maps_read.add(target.name)
+            if isinstance(current, AggType):
+                self.error(
+                    f"The {stmt.op} operator can not be used on expressions of types "
+                    f"{current}, {value_t}",
+                    stmt.span,
+                )
+                value = NONE
+            else:
+                self.arith(ast.COMPOUND_OPS[stmt.op], current, value_t, stmt.span)
+                value = current
+        else:
+            value = self.expr(value_expr)
+            if isinstance(value, VoidType):
+                self.error(f"Not a valid assignment: {value}", stmt.span)
+                value = NONE
+        self.types[id(target)] = value
+        self.define_map(target, keys, value, stmt.span)
+
+    # -- maps ----------------------------------------------------------------
+    def map_keys(self, m: ast.Map) -> tuple[Type, ...]:
+        keys: list[Type] = []
+        for k in m.keys:
+            t = self.expr(k)
+            if isinstance(t, (RecordType, AggType, VoidType, ArrayType)):
+                self.error(f"{t} cannot be used as a map key", k.span)
+                t = NONE
+            keys.append(_key_type(t))
+        return tuple(keys)
+
+    def reconcile_keys(self, m: ast.Map, keys: tuple[Type, ...], span: Span) -> None:
+        state = self.maps.setdefault(m.name, MapState())
+        if state.keys is None:
+            state.keys = keys
+            return
+        old = state.keys
+        if not old and keys:
+            self.error(
+                f"{m.display} used as a map with an explicit key (non-scalar map), "
+                "previously used without an explicit key (scalar map)",
+                span,
+            )
+        elif old and not keys:
+            self.error(
+                f"{m.display} used as a map without an explicit key (scalar map), "
+                "previously used with an explicit key (non-scalar map)",
+                span,
+            )
+        elif len(old) != len(keys) or not all(same_kind(a, b) for a, b in zip(old, keys)):
+            self.error(
+                f"Argument mismatch for {m.display}: trying to access with arguments: "
+                f"'{_keys_str(keys)}' when map expects arguments: '{_keys_str(old)}'",
+                span,
+            )
+        else:
+            state.keys = tuple(
+                StringType(max(a.size, b.size))
+                if isinstance(a, StringType) and isinstance(b, StringType)
+                else a
+                for a, b in zip(old, keys)
+            )
+
+    def define_map(self, m: ast.Map, keys: tuple[Type, ...], value: Type, span: Span) -> None:
+        self.reconcile_keys(m, keys, m.span)
+        state = self.maps[m.name]
+        old = state.value
+        if old is None or isinstance(old, NoneType):
+            state.value = value
+        elif not same_kind(old, value):
+            self.error(
+                f"Type mismatch for {m.display}: trying to assign value of type '{value}' "
+                f"when map already contains a value of type '{old}'",
+                span,
+            )
+        elif isinstance(old, StringType) and isinstance(value, StringType):
+            state.value = StringType(max(old.size, value.size))
+
+    def lookup_map(self, m: ast.Map) -> MapState | None:
+        state = self.maps.get(m.name)
+        if state is None or state.value is None:
+            self.error(f"Undefined map: {m.display}", m.span, _hint(m.name, self.map_names(), "@"))
+            return None
+        return state
+
+    def map_names(self) -> list[str]:
+        return [n for n, s in self.maps.items() if s.value is not None]
+
+    def map_read(self, m: ast.Map) -> Type:
+        keys = self.map_keys(m)
+        self.use.maps_read.add(m.name)
+        state = self.lookup_map(m)
+        if state is None:
+            return NONE
+        self.reconcile_keys(m, keys, m.span)
+        value = state.value if state.value is not None else NONE
+        if isinstance(value, AggType):
+            if value.kind == "count":
+                return UINT64
+            if value.kind in ("sum", "min", "max", "avg"):
+                return IntType(64, value.signed)
+            self.error(
+                f"Map value '{value}' of {m.display} cannot be used in an expression", m.span
+            )
+            return NONE
+        return value
+
+    # -- expressions ---------------------------------------------------------
+    def expr(self, e: ast.Expr) -> Type:
+        t = self.handlers[type(e)](e)
+        self.types[id(e)] = t
+        return t
+
+    @staticmethod
+    def kind(t: Type) -> str:
+        return kind_name(t)
+
+    @staticmethod
+    def is_condition(t: Type) -> bool:
+        return isinstance(t, (IntType, PointerType, NoneType))
+
+    def int_lit(self, e: ast.IntLit) -> Type:
+        return INT64 if e.value < (1 << 63) else UINT64
+
+    def str_lit(self, e: ast.StrLit) -> Type:
+        return StringType(len(e.data) + 1)
+
+    def ident(self, e: ast.Ident) -> Type:
+        candidates = sorted(set(BUILTINS) | {f"arg{i}" for i in range(self.max_args)})
+        self.error(f"Unknown identifier: '{e.name}'", e.span, _hint(e.name, candidates))
+        return NONE
+
+    def var(self, e: ast.Var) -> Type:
+        t = self.vars.get(e.name)
+        if t is None:
+            self.error(
+                f"Undefined or undeclared variable: ${e.name}",
+                e.span,
+                _hint(e.name, list(self.vars), "$"),
+            )
+            return NONE
+        return t
+
+    def param(self, e: ast.Param) -> Type:
+        self.error("positional parameters are not supported yet", e.span)
+        return NONE
+
+    def builtin(self, e: ast.Builtin) -> Type:
+        name = e.name
+        if name in UNSUPPORTED_BUILTINS or name.startswith("sarg"):
+            self.error(f"the {name} builtin is not supported yet", e.span)
+            return NONE
+        index = e.arg_index
+        if index is not None:
+            return self.arg_builtin(e, index)
+        self.use.builtins.add(name)
+        allowed = BUILTINS[name]
+        bad = [p for p in self.providers if p not in allowed]
+        if name == "retval" and bad:
+            extra = " (try to use args.ret instead)" if "tracepoint" in bad else ""
+            self.error(
+                "The retval builtin can only be used with 'kretprobe' and 'uretprobe' probes"
+                + extra,
+                e.span,
+            )
+            return NONE
+        if name == "func" and bad:
+            self.error(f"The func builtin can not be used with '{bad[0]}' probes", e.span)
+            return NONE
+        if name == "args":
+            if bad:
+                self.error(
+                    f"The args builtin can only be used with tracepoint probes ({bad[0]} used here)",
+                    e.span,
+                )
+            else:
+                self.error("The args builtin must be used with a field: args.FIELD", e.span)
+            return NONE
+        if name in ("pid", "tid"):
+            return UINT32
+        if name == "comm":
+            return StringType(_COMM_SIZE)
+        if name == "func":
+            return SymType(kernel=self.providers[0] in ("kprobe", "kretprobe"))
+        if name == "probe":
+            return self.probe_name_type()
+        return UINT64
+
+    def probe_name_type(self) -> Type:
+        if self.probe is None or any(ap.is_pattern for ap in self.probe.attach_points):
+            return StringType(_UNKNOWN_PROBE_SIZE)
+        return StringType(max(len(ap.name) for ap in self.probe.attach_points) + 1)
+
+    def arg_builtin(self, e: ast.Builtin, index: int) -> Type:
+        bad = [p for p in self.providers if p not in ARG_PROVIDERS]
+        if bad:
+            self.error(
+                f"The {e.name} builtin can only be used with 'kprobes' and 'uprobes' probes",
+                e.span,
+            )
+            return NONE
+        if index >= self.max_args:
+            self.error(f"{self.arch_name} doesn't support {e.name}", e.span)
+            return NONE
+        self.use.args.add(index)
+        return UINT64
+
+    def field_access(self, e: ast.FieldAccess) -> Type:
+        if isinstance(e.expr, ast.Builtin) and e.expr.name == "args":
+            return self.tracepoint_field(e)
+        base = self.expr(e.expr)
+        if isinstance(base, NoneType):
+            return NONE
+        if e.arrow:
+            if not isinstance(base, PointerType) or not isinstance(base.pointee, RecordType):
+                self.error(
+                    f"Can not access field '{e.field}' on expression of type '{base}' with '->'",
+                    e.span,
+                    ("'->' needs a pointer to a struct; use '.' on a struct value",)
+                    if isinstance(base, RecordType)
+                    else (),
+                )
+                return NONE
+            record = base.pointee
+        else:
+            if isinstance(base, PointerType):
+                self.error(
+                    f"Can not access field '{e.field}' on type '{base}'. "
+                    "Try dereferencing it first, or using '->'",
+                    e.span,
+                )
+                return NONE
+            if not isinstance(base, RecordType):
+                self.error(
+                    f"Can not access field '{e.field}' on expression of type '{base}'", e.span
+                )
+                return NONE
+            record = base
+        members = self.provider.struct_members(record.name)
+        if members is None:
+            self.error(f"Unknown struct/union: '{record.name}'", e.span)
+            return NONE
+        member = members.get(e.field)
+        if member is None:
+            self.error(
+                f"Struct/union of type '{record.name}' does not contain a field named '{e.field}'",
+                e.field_span,
+                _hint(e.field, sorted(members)),
+            )
+            return NONE
+        self.use.struct_fields.add((record.name, e.field))
+        return _as_value(member.type)
+
+    def tracepoint_field(self, e: ast.FieldAccess) -> Type:
+        self.use.builtins.add("args")
+        args = e.expr
+        self.types[id(args)] = NONE
+        bad = [p for p in self.providers if p != "tracepoint"]
+        if bad:
+            self.error(
+                f"The args builtin can only be used with tracepoint probes ({bad[0]} used here)",
+                args.span,
+            )
+            return NONE
+        result: Type | None = None
+        attach_points = self.probe.attach_points if self.probe is not None else ()
+        for ap in attach_points:
+            if ap.is_pattern:
+                self.error(
+                    "The args builtin is not supported yet with wildcard tracepoints", args.span
+                )
+                return NONE
+            fields = self.provider.tracepoint_fields(ap.target, ap.func)
+            if fields is None:
+                self.error(f"tracepoint not found: {ap.target}:{ap.func}", ap.span)
+                return NONE
+            member = fields.get(e.field)
+            if member is None:
+                self.error(
+                    f"Struct/union of type 'struct _tracepoint_{ap.target}_{ap.func}' does not "
+                    f"contain a field named '{e.field}'",
+                    e.field_span,
+                    _hint(e.field, sorted(fields)),
+                )
+                return NONE
+            if result is None:
+                result = _as_value(member.type)
+        self.use.tp_fields.add(e.field)
+        return result if result is not None else NONE
+
+    def index(self, e: ast.Index) -> Type:
+        base = self.expr(e.expr)
+        idx = self.expr(e.index)
+        if isinstance(base, NoneType):
+            return NONE
+        if isinstance(base, PointerType):
+            elem: Type = base.pointee
+        elif isinstance(base, ArrayType):
+            elem = base.elem
+        else:
+            self.error(
+                "The array index operator [] can only be used on arrays and pointers, "
+                f"found {self.kind(base)}.",
+                e.span,
+            )
+            return NONE
+        if not isinstance(e.index, ast.IntLit):
+            if not isinstance(idx, NoneType):
+                self.error(
+                    "The array index operator [] only accepts positive literal integer indices.",
+                    e.index.span,
+                )
+            return NONE
+        if isinstance(base, ArrayType) and base.count and e.index.value >= base.count:
+            self.error(
+                f"the index {e.index.value} is out of bounds for array of size {base.count}",
+                e.span,
+            )
+            return NONE
+        if isinstance(elem, VoidType):
+            self.error(
+                "The array index operator [] cannot be used on a pointer to an unsized type "
+                "(void *).",
+                e.span,
+            )
+            return NONE
+        return _as_value(elem)
+
+    def arith(self, op: str, lt: Type, rt: Type, span: Span, shown: str | None = None) -> Type:
+        """Result type of ``lt op rt`` for arithmetic/bitwise/logical/comparison ``op``."""
+        shown = shown or op
+        if isinstance(lt, NoneType) or isinstance(rt, NoneType):
+            return NONE
+        if isinstance(lt, PointerType) or isinstance(rt, PointerType):
+            return self.pointer_arith(op, lt, rt, span, shown)
+        if is_int_like(lt) and is_int_like(rt):
+            lbits = lt.bits if isinstance(lt, IntType) else 64
+            rbits = rt.bits if isinstance(rt, IntType) else 64
+            lsign = lt.signed if isinstance(lt, (IntType, AggType)) else True
+            rsign = rt.signed if isinstance(rt, (IntType, AggType)) else True
+            signed = lsign if op in ("<<", ">>") else (lsign and rsign)
+            return IntType(max(lbits, rbits), signed)
+        if type(lt) is not type(rt) and not (
+            isinstance(lt, (StringType, SymType)) and isinstance(rt, (StringType, SymType))
+        ):
+            self.error(f"Type mismatch for '{shown}': comparing {lt} with {rt}", span)
+            return NONE
+        if op in ("==", "!=") and isinstance(lt, (StringType, SymType)):
+            return UINT64
+        self.error(f"The {shown} operator can not be used on expressions of types {lt}, {rt}", span)
+        return NONE
+
+    def pointer_arith(self, op: str, lt: Type, rt: Type, span: Span, shown: str) -> Type:
+        compare = op in ("==", "!=", "<", ">", "<=", ">=")
+        if isinstance(lt, PointerType) and isinstance(rt, PointerType):
+            if compare or op in ("&&", "||"):
+                return UINT64
+        elif is_int_like(rt) or is_int_like(lt):
+            ptr = lt if isinstance(lt, PointerType) else rt
+            if op == "+" or (op == "-" and isinstance(lt, PointerType)):
+                return ptr
+            if compare or op in ("&&", "||"):
+                return INT64
+        self.error(f"The {shown} operator can not be used on expressions of types {lt}, {rt}", span)
+        return NONE
+
+    def binary(self, e: ast.Binary) -> Type:
+        lt = self.expr(e.left)
+        rt = self.expr(e.right)
+        return self.arith(e.op, lt, rt, e.span)
+
+    def unary(self, e: ast.Unary) -> Type:
+        if e.op == "-" and isinstance(e.operand, ast.IntLit):
+            self.types[id(e.operand)] = INT64
+            if e.operand.value > (1 << 63):
+                self.error(f"integer literal -{e.operand.value} is out of range", e.span)
+                return NONE
+            return INT64
+        if e.op == "&":
+            self.expr(e.operand)
+            self.error("The & (address-of) operator is not supported yet", e.span)
+            return NONE
+        t = self.expr(e.operand)
+        if isinstance(t, NoneType):
+            return NONE
+        if e.op == "*":
+            if isinstance(t, PointerType):
+                return _as_value(t.pointee)
+            if is_int_like(t):
+                return UINT64
+        elif e.op == "!" and (is_int_like(t) or isinstance(t, PointerType)):
+            return IntType(t.bits, False) if isinstance(t, IntType) else UINT64
+        elif is_int_like(t):
+            signed = t.signed if isinstance(t, (IntType, AggType)) else True
+            if e.op == "+":
+                return t if isinstance(t, IntType) else INT64
+            return IntType(64, signed)
+        self.error(f"The {e.op} operator can not be used on expressions of type '{t}'", e.span)
+        return NONE
+
+    def incdec(self, e: ast.IncDec) -> Type:
+        target = e.target
+        if isinstance(target, ast.Map):
+            keys = self.map_keys(target)
+            self.use.maps_read.add(target.name)
+            self.use.maps_written.add(target.name)
+            state = self.maps.get(target.name)
+            if state is None or state.value is None:
+                self.define_map(target, keys, INT64, e.span)
+                self.types[id(target)] = INT64
+                return INT64
+            self.reconcile_keys(target, keys, target.span)
+            value = state.value
+            self.types[id(target)] = value
+        elif isinstance(target, ast.Var):
+            value = self.var(target)
+            self.types[id(target)] = value
+        else:
+            self.expr(target)
+            self.error(f"The {e.op} operator must be applied to a map or variable", e.span)
+            return NONE
+        if isinstance(value, NoneType):
+            return NONE
+        if not isinstance(value, IntType):
+            self.error(
+                f"The {e.op} operator can not be used on expressions of type '{value}'", e.span
+            )
+            return NONE
+        return value
+
+    def ternary(self, e: ast.Ternary) -> Type:
+        cond = self.expr(e.cond)
+        lt = self.expr(e.then)
+        rt = self.expr(e.orelse)
+        if not self.is_condition(cond):
+            self.error(f"Invalid condition in ternary: {self.kind(cond)}", e.cond.span)
+            return NONE
+        if isinstance(lt, NoneType) or isinstance(rt, NoneType):
+            return NONE
+        if not same_kind(lt, rt):
+            self.error(
+                f"Ternary operator must return the same type: have '{lt}' and '{rt}'", e.span
+            )
+            return NONE
+        if isinstance(lt, IntType):
+            return IntType(64, lt.signed)
+        if isinstance(lt, StringType) and isinstance(rt, StringType):
+            return StringType(max(lt.size, rt.size))
+        return lt
+
+    def cast(self, e: ast.Cast) -> Type:
+        src = self.expr(e.expr)
+        tn = e.type
+        target: Type
+        if tn.kind == "int":
+            target = IntType(tn.bits, tn.signed)
+        else:
+            record = RecordType(f"{tn.kind} {tn.name}")
+            if tn.pointer == 0:
+                self.error(f'Cannot cast to "{record}"', tn.span)
+                return NONE
+            if self.provider.struct_members(record.name) is None:
+                self.error(f"Unknown struct/union: '{record}'", tn.span)
+                return NONE
+            target = record
+        for _ in range(tn.pointer):
+            target = PointerType(target)
+        if isinstance(src, NoneType):
+            return target
+        if not (is_int_like(src) or isinstance(src, PointerType)):
+            self.error(f'Cannot cast from "{src}" to "{tn.c_name}"', e.span)
+            return NONE
+        return target
+
+
+def check(
+    program: ast.Program,
+    provider: TypeProvider | None = None,
+    *,
+    max_args: int = DEFAULT_MAX_ARGS,
+    arch_name: str = "x86_64",
+) -> CheckedProgram:
+    """Type-check ``program``; raise :class:`LangError` listing every error.
+
+    ``provider`` answers struct and tracepoint questions (none known when
+    omitted); ``max_args``/``arch_name`` bound ``argN`` (``arch_name`` only
+    appears in the error message).
+    """
+    from .provider import DictTypeProvider
+
+    prov: TypeProvider = provider if provider is not None else DictTypeProvider()
+    maps: dict[str, MapState] = {}
+    _Checker(program, prov, max_args, arch_name, maps, report=False).run()
+    checker = _Checker(program, prov, max_args, arch_name, maps, report=True)
+    checker.run()
+    source = Source(program.text, program.filename)
+    errors = [d for d in checker.diags if d.severity == ERROR]
+    if errors:
+        raise LangError(checker.diags, source)
+    warnings = tuple(program.warnings) + tuple(checker.diags)
+    infos = {
+        name: MapInfo(name, state.keys or (), state.value if state.value is not None else NONE)
+        for name, state in maps.items()
+        if state.value is not None
+    }
+    return CheckedProgram(program, tuple(checker.summaries), infos, warnings, checker.types)

@@ -1,0 +1,117 @@
+"""printf format strings: split into conversion specifiers and check arguments.
+
+Accepted conversions are bpftrace's: ``d i u x X o c`` with the length
+modifiers ``hh h l ll j z t``, ``s`` and ``p``, plus flags, width and
+precision (``%-8s``, ``%08lx``, ``%.3d``).  ``%%`` is a literal percent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .typesys import (
+    AggType,
+    ArrayType,
+    IntType,
+    NoneType,
+    PointerType,
+    StringType,
+    SymType,
+    Type,
+    kind_name,
+)
+
+__all__ = ["FormatSpec", "FormatError", "parse_format", "check_format_args"]
+
+_SPEC = re.compile(
+    r"%(?P<flags>[-+ #0]*)(?P<width>[0-9]*)(?P<prec>\.[0-9]*)?(?P<len>hh|h|ll|l|j|z|t)?(?P<conv>[a-zA-Z%]?)"
+)
+_INT_CONVS = frozenset("diuxXoc")
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """One conversion: ``text`` as written (``%-8lu``), ``conv`` (``u``), ``length`` (``l``)."""
+
+    text: str
+    conv: str
+    length: str
+    start: int
+
+    @property
+    def expects(self) -> str:
+        """``integer`` or ``string``: the kind of argument the conversion takes."""
+        return "string" if self.conv == "s" else "integer"
+
+
+class FormatError(Exception):
+    """Internal: a malformed format string (message is bpftrace's wording)."""
+
+
+def parse_format(fmt: str) -> list[FormatSpec]:
+    """The conversion specifiers of ``fmt`` in order (``%%`` excluded)."""
+    specs: list[FormatSpec] = []
+    pos = 0
+    while True:
+        pos = fmt.find("%", pos)
+        if pos < 0:
+            return specs
+        m = _SPEC.match(fmt, pos)
+        if m is None:  # pragma: no cover - the pattern always matches at a '%'
+            raise FormatError("printf: Unknown format string token: %")
+        text, conv, length = m.group(0), m.group("conv"), m.group("len") or ""
+        if conv == "%" and text == "%%":
+            pos = m.end()
+            continue
+        token = text[1:]
+        if conv == "%" or not conv:
+            raise FormatError(f"printf: Unknown format string token: %{token}")
+        if conv not in _INT_CONVS and conv not in "sp":
+            raise FormatError(f"printf: Unknown format string token: %{token}")
+        if length and conv not in _INT_CONVS:
+            raise FormatError(f"printf: Unknown format string token: %{token}")
+        specs.append(FormatSpec(text, conv, length, pos))
+        pos = m.end()
+
+
+def _arg_kind(t: Type) -> str:
+    if isinstance(t, (StringType, SymType)):
+        return "string"
+    if isinstance(t, ArrayType) and isinstance(t.elem, IntType) and t.elem.bits == 8:
+        return "string"
+    if isinstance(t, (IntType, PointerType)):
+        return "integer"
+    if isinstance(t, AggType) and t.kind in ("count", "sum", "avg", "min", "max"):
+        return "integer"
+    return kind_name(t)
+
+
+def check_format_args(fmt: str, args: Sequence[Type], func: str = "printf") -> str | None:
+    """None when ``args`` fit ``fmt``, else the error message bpftrace would give."""
+    try:
+        specs = parse_format(fmt)
+    except FormatError as exc:
+        return str(exc).replace("printf:", f"{func}:", 1)
+    if len(args) < len(specs):
+        return (
+            f"{func}: Not enough arguments for format string "
+            f"({len(args)} supplied, {len(specs)} expected)"
+        )
+    if len(args) > len(specs):
+        return (
+            f"{func}: Too many arguments for format string "
+            f"({len(args)} supplied, {len(specs)} expected)"
+        )
+    pairs: list[tuple[FormatSpec, Type]] = list(zip(specs, args))
+    for spec, arg in pairs:
+        if isinstance(arg, NoneType):
+            continue
+        got = _arg_kind(arg)
+        if got != spec.expects:
+            return (
+                f"{func}: %{spec.length}{spec.conv} specifier expects a value of type "
+                f"{spec.expects} ({got} supplied)"
+            )
+    return None

@@ -1,0 +1,163 @@
+"""Types the checker infers for expressions, maps and variables.
+
+They print the way bpftrace prints its ``SizedType``: ``int64``, ``uint32``,
+``string[16]``, ``struct task_struct *``, ``count_t``, ``ksym_t``.
+A :class:`TypeProvider` builds struct member types from these classes, e.g.
+``PointerType(RecordType("struct sock"))`` or ``ArrayType(IntType(8, True), 16)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+__all__ = [
+    "IntType", "StringType", "PointerType", "RecordType", "ArrayType", "VoidType",
+    "AggType", "SymType", "NoneType", "Type", "INT64", "UINT64", "UINT32", "UINT8",
+    "VOID", "NONE", "kind_name", "is_int_like", "same_kind", "READABLE_AGGS",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class IntType:
+    """An integer of ``bits`` (8, 16, 32, 64) with a signedness."""
+
+    bits: int
+    signed: bool
+
+    def __str__(self) -> str:
+        return f"{'' if self.signed else 'u'}int{self.bits}"
+
+
+@dataclass(frozen=True)
+class StringType:
+    """A NUL-terminated string in a buffer of ``size`` bytes (terminator included)."""
+
+    size: int
+
+    def __str__(self) -> str:
+        return f"string[{self.size}]"
+
+
+@dataclass(frozen=True)
+class RecordType:
+    """A C struct or union, named with its keyword: ``struct task_struct``."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class PointerType:
+    """A pointer to ``pointee`` (``void *`` is ``PointerType(VoidType())``)."""
+
+    pointee: Type
+
+    def __str__(self) -> str:
+        inner = str(self.pointee)
+        return inner + ("*" if inner.endswith("*") else " *")
+
+
+@dataclass(frozen=True)
+class ArrayType:
+    """A fixed-size C array ``elem[count]``."""
+
+    elem: Type
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.elem}[{self.count}]"
+
+
+@dataclass(frozen=True)
+class VoidType:
+    """No value (calls like ``printf()``; ``void`` pointees)."""
+
+    def __str__(self) -> str:
+        return "void"
+
+
+@dataclass(frozen=True)
+class AggType:
+    """The value of an aggregation map: ``kind`` is count/sum/avg/min/max/stats/hist/lhist."""
+
+    kind: str
+    signed: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.kind}_t"
+
+
+@dataclass(frozen=True)
+class SymType:
+    """A symbolised address (``ksym()``, ``func``): printed with ``%s``."""
+
+    kernel: bool = True
+
+    def __str__(self) -> str:
+        return "ksym_t" if self.kernel else "usym_t"
+
+
+@dataclass(frozen=True)
+class NoneType:
+    """The type of an expression that already produced an error (suppresses cascades)."""
+
+    def __str__(self) -> str:
+        return "none"
+
+
+Type = Union[
+    IntType, StringType, RecordType, PointerType, ArrayType, VoidType, AggType, SymType, NoneType
+]
+
+INT64 = IntType(64, True)
+UINT64 = IntType(64, False)
+UINT32 = IntType(32, False)
+UINT8 = IntType(8, False)
+VOID = VoidType()
+NONE = NoneType()
+#: Aggregations whose value can be read as an integer (``@x > 10`` on ``@x = count()``).
+READABLE_AGGS = frozenset(["count", "sum", "avg", "min", "max"])
+
+
+def kind_name(t: Type) -> str:
+    """bpftrace's name for the kind of ``t`` (``integer``, ``string``, ``pointer``...)."""
+    if isinstance(t, IntType):
+        return "integer"
+    if isinstance(t, StringType):
+        return "string"
+    if isinstance(t, PointerType):
+        return "pointer"
+    if isinstance(t, RecordType):
+        return "record"
+    if isinstance(t, ArrayType):
+        return "array"
+    if isinstance(t, VoidType):
+        return "void"
+    if isinstance(t, NoneType):
+        return "none"
+    return str(t)
+
+
+def is_int_like(t: Type) -> bool:
+    """Integers, and aggregation values that read as integers."""
+    return isinstance(t, IntType) or (isinstance(t, AggType) and t.kind in READABLE_AGGS)
+
+
+def same_kind(a: Type, b: Type) -> bool:
+    """Whether a variable or map holding ``a`` may also be given ``b``.
+
+    Integers mix freely, strings of any size mix, pointers and records must
+    match exactly, aggregations must be the same aggregation.
+    """
+    if isinstance(a, NoneType) or isinstance(b, NoneType):
+        return True
+    if isinstance(a, IntType) and isinstance(b, IntType):
+        return True
+    if isinstance(a, StringType) and isinstance(b, StringType):
+        return True
+    if isinstance(a, AggType) and isinstance(b, AggType):
+        return a.kind == b.kind
+    return a == b
