@@ -98,7 +98,9 @@ class Session:
     ``clock`` is the instance's trace clock (``mono``: the same clock as
     bpftrace's ``nsecs`` and ``time.monotonic_ns()``).  ``handle_signals``
     turns SIGTERM/SIGHUP into :class:`SessionInterrupted` so that cleanup runs
-    (only when the session is entered from the main thread).
+    (only when the session is entered from the main thread).  ``exclude_self``
+    adds ``common_pid != <this pid>`` to every probe's filter: the reader's own
+    reads would otherwise feed probes such as ``r:vfs_read`` in a loop.
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class Session:
         arch: Optional[str] = None,
         reap_dead: bool = True,
         handle_signals: bool = True,
+        exclude_self: bool = True,
     ) -> None:
         self._fs_given = tracefs
         self.fs: Optional[TraceFS] = None
@@ -118,6 +121,8 @@ class Session:
         self.arch = arch
         self.reap_dead = reap_dead
         self.handle_signals = handle_signals
+        self.exclude_self = exclude_self
+        self.drain_seconds = 0.25
         owner = current_owner()
         self.name = owner.name
         self.group = owner.name
@@ -318,6 +323,10 @@ class Session:
     def _arm(self, probe: Probe, enable: bool) -> None:
         fs = self._require_open()
         rel = f"{self.instance}/{probe.rel}"
+        if self.exclude_self:
+            me = f"common_pid != {os.getpid()}"
+            probe = dataclasses.replace(probe, filter=f"({probe.filter}) && {me}" if probe.filter else me)
+            self.probes[probe.label] = probe
         if probe.filter:
             try:
                 fs.write(f"{rel}/filter", probe.filter)
@@ -392,12 +401,16 @@ class Session:
         deadline = None if duration is None else time.monotonic() + duration
         self._stop = False
         draining = False
+        drain_end = 0.0
         while True:
             if not draining:
                 if self._stop or (until is not None and until()) or (
                     deadline is not None and time.monotonic() >= deadline
                 ):
-                    draining = True  # one last non-blocking read of what is buffered
+                    # Read what is buffered, for a bounded time: probes that fire on
+                    # other processes' activity keep the buffer non-empty forever.
+                    draining = True
+                    drain_end = time.monotonic() + self.drain_seconds
             if not draining:
                 timeout = poll_ms
                 if deadline is not None:
@@ -417,7 +430,8 @@ class Session:
                         self.unparsed.append(item)
                     else:
                         yield item
-                continue
+                if not draining or time.monotonic() < drain_end:
+                    continue
             if draining:
                 for item in parser.flush():
                     if isinstance(item, UnparsedLine):
