@@ -25,8 +25,12 @@ def tracefs() -> str:
 
 
 def session_leftovers(owner: Optional[str] = None) -> List[str]:
-    """kprobes session groups/instances present now (optionally only one owner's)."""
+    """Session groups/instances present now: one owner's, or (default) this process's.
+
+    Other processes' sessions (tests running in parallel, other users) are not ours.
+    """
     root = tracefs()
+    mine = f"kp{os.getpid()}_"
     out = []
     for rel in ("dynamic_events", "kprobe_events", "uprobe_events"):
         p = os.path.join(root, rel)
@@ -36,10 +40,10 @@ def session_leftovers(owner: Optional[str] = None) -> List[str]:
             for line in f:
                 head = line.split(None, 1)[0] if line.strip() else ""
                 grp = head.partition(":")[2].partition("/")[0]
-                if OWNER_RX.match(grp) and (owner is None or grp == owner):
+                if OWNER_RX.match(grp) and (grp == owner if owner else grp.startswith(mine)):
                     out.append(f"event {grp}/{head.partition('/')[2]}")
     for inst in os.listdir(os.path.join(root, "instances")):
-        if OWNER_RX.match(inst) and (owner is None or inst == owner):
+        if OWNER_RX.match(inst) and (inst == owner if owner else inst.startswith(mine)):
             out.append(f"instance {inst}")
     return sorted(set(out))
 
