@@ -91,14 +91,25 @@ CASES = [
     # -- variables ------------------------------------------------------
     ("kprobe", LATEST, "p:ev vfs_read a=$retval", "$retval is not available on probe", "$retval"),
     ("kprobe", LATEST, "p:ev vfs_read a=$stackx", "Invalid $-variable specified", "$stackx"),
-    ("kprobe", V612, "p:ev vfs_read a=$stackx", "Invalid $-valiable specified", "$stackx"),
+    ("kprobe", V612, "p:ev vfs_read a=$stackx", "Invalid $-variable specified", "$stackx"),
+    ("kprobe", V515, "p:ev vfs_read a=$stackx", "Invalid $-valiable specified", "$stackx"),
     ("kprobe", LATEST, "p:ev vfs_read a=$stack4096", "Invalid stack number", "$stack4096"),
     ("kprobe", LATEST, "p:ev vfs_read a=$arg0", "Invalid argument number", "$arg0"),
     ("kprobe", LATEST, "p:ev vfs_read+4 a=$arg1", "$arg* can be used only on function entry or exit", "$arg1"),
     ("kprobe", LATEST, "p:ev 0xffffffff81000000 $arg1", "$arg* can be used only on function entry or exit", "$arg1"),
     ("kprobe", KernelFeatures.for_version("6.8"), "r:ev vfs_read a=$arg1", "$arg* can be used only on function entry or exit", "$arg1"),
-    ("kprobe", V61, "r:ev vfs_read a=$arg1", "Invalid $-valiable specified", "$arg1"),
-    ("kprobe", V515, "p:ev vfs_read a=$arg0", "Invalid $-valiable specified", "$arg0"),
+    ("kprobe", V61, "r:ev vfs_read a=$arg1", "Invalid $-variable specified", "$arg1"),
+    ("kprobe", V61, "p:ev vfs_read+8 a=$arg0", "Invalid $-variable specified", "$arg0"),
+    ("kprobe", V61, "p:ev vfs_read a=$arg0", "Invalid argument number", "$arg0"),
+    ("kprobe", V515, "p:ev vfs_read a=$arg0", "Invalid argument number", "$arg0"),
+    ("kprobe", V61, "p:ev vfs_read a=$argx", "Invalid $-variable specified", "$argx"),
+    ("kprobe", V61, "r:ev vfs_read a=$retvalx", "Invalid $-variable specified", "$retvalx"),
+    ("kprobe", V612, "r:ev vfs_read a=$retvalx", "This variable is not found at this probe point", "$retvalx"),
+    ("kprobe", V612, "r:ev vfs_read a=$retval.x", "Non pointer structure/union argument is not supported.", "x"),
+    ("kprobe", V612, "r:ev vfs_read a=$retval-x", "Failed to parse single hyphen. Forgot '>'?", "-x"),
+    ("kprobe", V612, "r:ev vfs_read a=$retval:u8[2]", "String accepts only memory argument", "u8"),
+    ("kprobe", V612, "p:ev vfs_read a=$arg*", "Invalid $-variable specified", "$arg*"),
+    ("kprobe", V612, "r:ev vfs_read $arg1 $arg1", "This argument name is already used", "$arg1", "1 $"),
     ("kprobe", LATEST, "p:ev vfs_read a=$foo", "Invalid $-variable specified", "$foo"),
     ("uprobe", LATEST, "p:ev /bin/true:0x10 a=$stack", None, None),
     # -- registers, memory, immediates ------------------------------------
@@ -139,6 +150,11 @@ CASES = [
     ("kprobe", LATEST, "p:ev vfs_read a=%di:b4@2/9", "Unknown type is specified", "b4"),
     # the caret of a type error after a dereference is shifted by the '+0('
     ("kprobe", LATEST, "p:ev vfs_read a=+0(%si):b9@0/8", "Invalid bitfield", "0/8"),
+    # ... since 6.5; 6.1 logs it at the type
+    ("kprobe", V61, "p:ev vfs_read a=+0(%si):b9@0/8", "Invalid bitfield", "b9"),
+    ("kprobe", V612, "p:ev vfs_read a=+u0(%si):u8[2]", "String accepts only memory argument", "2]"),
+    ("kprobe", V61, "p:ev vfs_read a=+u0(%si):u8[2]", "String accepts only memory argument", "u8"),
+    ("kprobe", V612, "p:ev vfs_read a=$comm:u32", "$comm and immediate-string only accepts string type", "u32"),
     # -- arguments ------------------------------------------------------
     ("kprobe", LATEST, "p:ev vfs_read =%di", "Argument name is not specified", "=%di"),
     ("kprobe", LATEST, "p:ev vfs_read a=", "No argument expression", None),
@@ -194,10 +210,13 @@ def test_kernel_message_and_caret(case: tuple) -> None:  # type: ignore[type-arg
         ("p:ev /bin/true:x10", "uprobe"),
         ("-", "kprobe"),
         ("-:", "uprobe"),
+        ("p:ev vfs_read a=$comm:u32", "kprobe-6.1"),
+        ('p:ev vfs_read a=\\"x":u8', "kprobe-6.1"),
     ],
 )
 def test_silent_refusals(text: str, kind: str) -> None:
-    err = _error(text, kind)
+    kind, _, version = kind.partition("-")
+    err = _error(text, kind, KernelFeatures.for_version(version) if version else LATEST)
     assert (err.kernel_message, err.position) == (SILENT_EINVAL, 0)
     assert err.hint
 
@@ -222,6 +241,31 @@ def test_valid_edge_cases_of_the_latest_kernel() -> None:
         f"p:ev vfs_read {'a' * 32}=%di",
     ]:
         assert isinstance(validate(text, "kprobe", LATEST), ProbeSpec), text
+
+
+def test_6_1_ignores_fetchargs_past_the_limit() -> None:
+    text = "p:ev vfs_read " + " ".join(f"a{i}=%di" for i in range(128)) + " z=%foo"
+    spec = validate(text, "kprobe", V61)
+    assert isinstance(spec, ProbeSpec) and len(spec.args) == 128
+    assert _error(text, features=V612).kernel_message == "Argument list too long"
+
+
+def test_btf_kernels_type_unnamed_argn_and_retval_themselves() -> None:
+    # $argN (unnamed) becomes a BTF parameter and $retval is BTF-typed: a
+    # string may be a char * the kernel loads, so only the kernel can refuse.
+    for text in [
+        "p:ev vfs_read $arg2:string $arg1:x32 arg1=%di",
+        "r:ev vfs_read $retval:string r=$retval:ustring s=$retval:string[2]",
+        "p:ev vfs_read $arg*:u32 a=%di",
+        "r:ev vfs_read $retval->f_flags",
+    ]:
+        assert isinstance(validate(text, "kprobe", V612), ProbeSpec), text
+    assert _error("p:ev vfs_read a=$arg2:string", features=V612).kernel_message == (
+        "String accepts only memory argument"
+    )
+    assert _error("p:ev vfs_read $arg2:string", features=V61).kernel_message == (
+        "String accepts only memory argument"
+    )
 
 
 def test_dentry_types_rewrite_like_the_kernel() -> None:
@@ -288,7 +332,13 @@ def test_from_readme_of_an_older_kernel() -> None:
 
 def test_presets_follow_upstream_history() -> None:
     assert not KernelFeatures.for_version("5.15").symstr_type
-    assert KernelFeatures.for_version("6.2").symstr_type
+    assert KernelFeatures.for_version("6.1").symstr_type  # backported to 6.1.y
+    assert not KernelFeatures.for_version("6.1").char_type
+    assert KernelFeatures.for_version("6.12").char_type
+    assert KernelFeatures.for_version("6.12").file_dentry_offset == 0x48
+    assert KernelFeatures.for_version("6.10").file_dentry_offset == 0x18
+    assert KernelFeatures.for_version("6.1").max_event_size == 3072
+    assert not KernelFeatures.for_version("6.1").rejects_too_many_args
     assert not KernelFeatures.for_version("6.6").dentry_types
     assert KernelFeatures.for_version("6.10").dentry_types
     assert KernelFeatures.for_version("6.9").return_args

@@ -123,3 +123,16 @@ def test_write_definition_turns_refusal_into_kernel_error(tmp_path, monkeypatch)
     assert isinstance(e, ProbeSyntaxError) and e.from_kernel
     assert e.kernel_message == "Invalid fetch argument" and e.position == 16
     assert "^" in e.format()
+
+
+def test_new_entries_only_counts_what_the_write_added() -> None:
+    from kprobes.backends.tracefs.fs import ErrorLogEntry, new_entries
+
+    def e(i: int) -> ErrorLogEntry:
+        return ErrorLogEntry(float(i), "trace_kprobe", f"m{i}", f"c{i}", 0)
+
+    old = [e(i) for i in range(8)]
+    assert new_entries(old, old) == []  # silent refusal: nothing new
+    assert new_entries(old, old[1:] + [e(8)]) == [e(8)]  # full log rotated by one
+    assert new_entries([], [e(1)]) == [e(1)]
+    assert new_entries(old[:3], old[:3] + [e(9)]) == [e(9)]

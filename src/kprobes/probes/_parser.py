@@ -152,6 +152,8 @@ class _Parser:
         self.is_return = False
         self.fentry = False
         self.regs = kernel_registers(arch) if arch is not None else None
+        self.body_offset = 0  # where the current fetcharg's body starts in its word
+        self.btf_value = False  # the current value is BTF-typed: a string may add a load
 
     # -- errors ---------------------------------------------------------
 
@@ -254,9 +256,7 @@ class _Parser:
         if self.f.btf_args:
             self.var_args(words)
         if len(words) > self.f.max_args:
-            if self.strict and not self.f.logs_too_many_args:
-                self.silent("E2BIG")
-            self.fail("TOO_MANY_ARGS", 0, index=2)
+            words = self.too_many_args(words)
         dentry: list[str | None] = [None] * len(words)
         if self.f.dentry_types:
             for i, w in enumerate(words):
@@ -265,6 +265,14 @@ class _Parser:
                     words[i] = self.expand_dentry(w)
                     self.argv[i + 2] = words[i]
         return self.fetchargs(words, dentry)
+
+    def too_many_args(self, words: list[str]) -> list[str]:
+        """More than MAX_TRACE_ARGS fetchargs: refused, or (before 6.5) the rest ignored."""
+        if self.strict and not self.f.rejects_too_many_args:
+            return words[: self.f.max_args]  # the parse loop stopped at MAX_TRACE_ARGS
+        if self.strict and not self.f.logs_too_many_args:
+            self.silent("E2BIG")
+        self.fail("TOO_MANY_ARGS", 0, index=2)
 
     def var_args(self, words: list[str]) -> None:
         """argv_has_var_arg(): the $arg checks done before BTF expansion."""
@@ -301,10 +309,9 @@ class _Parser:
         head = self.argv[0]
         self.is_return = head[0] == "r"
         event: str | None = head[2:] if head[1:2] == ":" else None
-        if len(self.argv) - 2 > self.f.max_args:
-            if self.strict and not self.f.logs_too_many_args:
-                self.silent("E2BIG")
-            self.fail("TOO_MANY_ARGS", 0, index=2)
+        words = list(self.argv[2:])
+        if len(words) > self.f.max_args:
+            words = self.too_many_args(words)
         word = self.argv[1]
         if "/" not in word:
             self.silent()
@@ -346,7 +353,7 @@ class _Parser:
         group: str | None = None
         if event is not None:
             group, event = self.event_name(event, 2)
-        args = self.fetchargs(list(self.argv[2:]), [None] * (len(self.argv) - 2))
+        args = self.fetchargs(words, [None] * len(words))
         place = UprobePlace(path=path, offset=offset, ref_ctr_offset=ref)
         return ProbeSpec(KIND_UPROBE, self.is_return, place, args, group, event, None)
 
@@ -412,6 +419,11 @@ class _Parser:
     def fetcharg(
         self, word: str, i: int, names: list[str], size: int
     ) -> tuple[FetchArg, str, int, str | None]:
+        self.btf_value = False
+        if self.btf_meta_arg(word) == "*":
+            # traceprobe_expand_meta_args(): the whole word becomes one
+            # fetcharg per BTF parameter (names unknown here).
+            return FetchArg(None, AllArgs(), None), "$arg*", 0, None
         eq = word.find("=")
         name: str | None
         if eq >= 0:
@@ -427,17 +439,34 @@ class _Parser:
             body = word
             body_at = 0
         field = name if name is not None else self.auto_name(word, i)
-        if not is_good_name(field):
+        if self.btf_meta_arg(word) == "N":
+            # $argN becomes the N-th BTF parameter's NAME[:TYPE]: its name is
+            # not known offline, only that two $argN with one N clash.
+            field = word.split(":", 1)[0]
+            self.btf_value = True
+        elif not is_good_name(field):
             self.fail("BAD_ARG_NAME", 0)
         if self.strict and (field in self.f.reserved_names or field in names):
             self.fail("USED_ARG_NAME", 0)
         self.offset = body_at
+        self.body_offset = body_at
         if self.strict and len(body) > self.f.max_arg_len:
             self.fail("ARG_TOO_LONG", self.offset)
         if body == "":
             self.fail("NO_ARG_BODY", self.offset)
         expr, typ, nbytes, bad_sym = self.body(body, size)
         return FetchArg(name, expr, typ), field, nbytes, bad_sym
+
+    def btf_meta_arg(self, word: str) -> str | None:
+        """``"*"`` / ``"N"`` when a BTF kernel expands this unnamed ``$arg`` word."""
+        if not (self.strict and self.kernel and self.f.btf_args and word.startswith("$arg")):
+            return None
+        if word[4:5] == "*":
+            return "*"
+        n, used = simple_strtoul(word[4:])
+        if used and n > 0 and word[4 + used : 5 + used] in (":", ""):
+            return "N"
+        return None
 
     def auto_name(self, word: str, i: int) -> str:
         if self.f.btf_args:
@@ -494,8 +523,11 @@ class _Parser:
 
     def find_type(self, arg: str, base: str | None, count: int, type_at: int) -> str:
         """parse_probe_arg_type() after the array part: the fetch type's name."""
-        if arg in ("$comm", "$COMM") or arg.startswith('\\"'):
+        comms = ("$comm", "$COMM") if self.f.logs_need_string_type else ("$comm",)
+        if arg in comms or arg.startswith('\\"'):
             if count or (base is not None and base != "string"):
+                if self.strict and not self.f.logs_need_string_type:
+                    self.silent()
                 self.fail("NEED_STRING_TYPE", self.offset + type_at)
             return "string"
         if base is None:
@@ -548,11 +580,11 @@ class _Parser:
     def var(self, arg: str, code: _Code) -> Expr:
         """parse_probe_vars(): ``$retval``, ``$stack[N]``, ``$comm``, ``$argN``."""
         rest = arg[1:]
-        if rest.startswith("retval"):
+        if rest == "retval" or (self.f.retval_prefix and rest.startswith("retval")):
             if self.strict and not self.is_return:
                 self.fail("RETVAL_ON_PROBE", self.offset)
-            if self.kernel and self.f.btf_args and rest != "retval":
-                return self.btf(arg, code)
+            if self.kernel and self.f.btf_args:
+                return self.btf_retval(arg, code)
             code.set("RETVAL")
             return Retval()
         if rest.startswith("stack"):
@@ -577,13 +609,18 @@ class _Parser:
         self.fail(self.bad_var_key(), self.offset)
 
     def arg_var(self, tail: str, code: _Code) -> Expr:
-        if tail == "*" and (not self.strict or (self.kernel and self.f.btf_args)):
+        if tail == "*" and not self.strict:
             code.set("ARG")
             return AllArgs()
         if self.strict and not self.f.detailed_arg_errors:
-            n = kstrtoull(tail, 10) if isdigit(tail[:1]) else None
-            if not self.fentry or n is None or n == 0 or n > self.f.param_max_stack:
+            # Before 6.5 $argN exists only at a kprobe's function entry.
+            if not self.fentry:
                 self.fail(self.bad_var_key(), self.offset)
+            n = kstrtoull(tail, 10)
+            if n is None:
+                self.fail(self.bad_var_key(), self.offset)
+            if n == 0 or n > self.f.param_max_stack:
+                self.fail("BAD_ARG_NUM", self.offset)
             code.set("ARG")
             return ArgVar(n)
         n = kstrtoull(tail, 10)
@@ -702,6 +739,28 @@ class _Parser:
         code.set("IMM")
         return Imm(value)
 
+    def btf_retval(self, arg: str, code: _Code) -> Expr:
+        """``$retval[->field...]`` with BTF arguments: parse_btf_arg() on ``$retval``."""
+        sep = re.search(r"[.-]", arg)
+        var = arg[: sep.start()] if sep else arg
+        if sep:
+            at = sep.start()
+            if arg[at] == "-" and arg[at + 1 : at + 2] != ">":
+                self.fail("BAD_HYPHEN", self.offset + at)
+            if arg[at] == ".":
+                self.fail("NOSUP_DAT_ARG", self.offset + at + 1)
+        if var != "$retval":
+            if self.strict:
+                self.fail("NO_BTFARG", self.offset)  # no parameter is named "$..."
+            code.set("DEREF")
+            return BtfRef(arg)
+        if sep:
+            code.set("DEREF")  # the fields are BTF's to check
+            return BtfRef(arg)
+        code.set("RETVAL")
+        self.btf_value = True
+        return Retval()
+
     def btf(self, arg: str, code: _Code) -> Expr:
         """A BTF name: checked for syntax only, the types are not known offline."""
         if self.strict:
@@ -721,7 +780,16 @@ class _Parser:
     # -- finalize_fetch_insn ---------------------------------------------
 
     def finalize(self, code: _Code, tname: str, base: str | None, count: int, type_at: int) -> None:
-        at = self.offset + type_at
+        # Before 6.5 these errors were logged from the body's start; later
+        # from ctx->offset, which a dereference leaves moved past '+OFFS('.
+        here = self.offset if self.f.shifted_type_errors else self.body_offset
+        at = here + type_at
+        if self.btf_value and tname in ("string", "ustring") and code.op in ("ARG", "RETVAL"):
+            # check_prepare_btf_string_fetch(): a char * gets a load added
+            # (another type is refused, but the type is not known here).
+            if code.next_is_end():
+                self.fail("TOO_MANY_OPS", here)
+            code.set("DEREF")
         if tname in ("string", "ustring", "symstr"):
             if tname == "symstr":
                 if code.op not in ("REG", "STACK", "RETVAL", "ARG", "DEREF"):
@@ -730,7 +798,7 @@ class _Parser:
                 self.fail("BAD_STRING", at)
             if tname == "symstr" or code.op in ("IMM", "COMM", "DATA") or count:
                 if code.next_not_nop():
-                    self.fail("TOO_MANY_OPS", self.offset)
+                    self.fail("TOO_MANY_OPS", here)
             code.set("ST_SYMSTR" if tname == "symstr" else "ST_STRING")
         elif code.op == "DEREF":
             code.set("ST_MEM")
@@ -738,7 +806,7 @@ class _Parser:
             code.set("ST_UMEM")
         else:
             if code.next_not_nop():
-                self.fail("TOO_MANY_OPS", self.offset)
+                self.fail("TOO_MANY_OPS", here)
             code.set("ST_RAW")
         store = code.op
         if base is not None and base[:1] == "b":
@@ -747,7 +815,7 @@ class _Parser:
             if store not in ("ST_MEM", "ST_STRING"):
                 self.fail("BAD_STRING", at)
             if code.next_not_nop():
-                self.fail("TOO_MANY_OPS", self.offset)
+                self.fail("TOO_MANY_OPS", here)
             code.set("LP_ARRAY")
 
     def bitfield(self, code: _Code, spec: str, bits: int, at: int) -> None:

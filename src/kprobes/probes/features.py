@@ -6,7 +6,11 @@ trace in the README (error wording, the event-size limit, how ``(`` is
 treated); for those ``from_readme`` takes the running kernel's release and
 falls back to the newest behaviour.  :meth:`KernelFeatures.for_version`
 gives presets from upstream history; the version each rule arrived in is
-noted next to it.
+noted next to it.  Stable kernels carry backports, and the presets follow
+what the current stable release of a series does (verified on Debian's
+6.1.158 and 6.12.117 by tests/kernel/test_check_agrees_kprobe.py, and on
+6.18 by tests/host/test_check_agrees_uprobe.py): where a rule landed
+upstream later than a series but was backported to it, the series gets it.
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ class KernelFeatures:
 
     version: str | None = None
     has_arg_access: bool = True  # $argN at function entry, 4.20
-    detailed_arg_errors: bool = True  # BAD_ARG_NUM / NOFENTRY_ARGS instead of BAD_VAR, 6.5
+    detailed_arg_errors: bool = True  # NOFENTRY_ARGS instead of BAD_VAR off entry, 6.5
     return_args: bool = True  # $argN in kretprobes, 6.9
     btf_errors: bool = True  # bare names known as BTF syntax (NOSUP_BTFARG), 6.5
     btf_args: bool = False  # CONFIG_PROBE_EVENTS_BTF_ARGS: names, $arg*, ->field
@@ -83,6 +87,10 @@ class KernelFeatures:
     group_hyphen: bool = True  # '-' in group names, 6.1 (stable backports)
     dot_separator: bool = True  # GROUP.EVENT, 5.15
     logs_too_many_args: bool = True  # TOO_MANY_ARGS logged, 6.15
+    rejects_too_many_args: bool = True  # more words refused (E2BIG); before: ignored, 6.5
+    logs_need_string_type: bool = True  # NEED_STRING_TYPE; before: silent EINVAL, 6.5
+    retval_prefix: bool = True  # '$retval...' matched as a prefix (BTF fields), 6.5
+    shifted_type_errors: bool = True  # type errors after +OFFS( move with it, 6.5
     bad_var_message: str = _FIXED_BAD_VAR  # typo fixed by 6.18
     maxact_type_message: str = _NEW_MAXACT  # 6.5
     max_args: int = 128
@@ -92,11 +100,11 @@ class KernelFeatures:
     max_array_len: int = 64
     fetch_insn_max: int = 16
     param_max_stack: int = 2048
-    max_event_size: int | None = 3072  # MAX_PROBE_EVENT_SIZE, 2026 stable fix
+    max_event_size: int | None = 3072  # MAX_PROBE_EVENT_SIZE, stable fix (6.1.y, 6.12.y)
     kretprobe_maxactive_max: int = 4096
     func_entry_offset_max: int = 0  # 4 on x86 kernels with IBT (endbr64)
     dentry_name_offset: int = 0x28  # offsetof(struct dentry, d_name.name)
-    file_dentry_offset: int = 0x18  # offsetof(struct file, f_path.dentry), layout-dependent
+    file_dentry_offset: int = 0x48  # offsetof(struct file, f_path.dentry): 0x18 before 6.12
     reserved_names: tuple[str, ...] = _RESERVED
 
     @property
@@ -136,6 +144,10 @@ class KernelFeatures:
             version=f"{v[0]}.{v[1]}",
             has_arg_access=at(4, 20),
             detailed_arg_errors=at(6, 5),
+            rejects_too_many_args=at(6, 5),
+            logs_need_string_type=at(6, 5),
+            retval_prefix=at(6, 5),
+            shifted_type_errors=at(6, 5),
             return_args=at(6, 9),
             btf_errors=at(6, 5),
             btf_args=at(6, 5),
@@ -146,17 +158,20 @@ class KernelFeatures:
             file_offsets=at(5, 7),
             user_deref=at(5, 5),
             arrays=at(4, 20),
-            char_type=at(5, 14),
+            char_type=at(6, 5),  # not in 6.1.158's README, in 6.12's
             ustring_type=at(5, 5),
-            symstr_type=at(6, 2),
+            symstr_type=at(6, 1),  # 6.2 upstream, in 6.1.y stable
             dentry_types=at(6, 10),
             group_hyphen=at(6, 1),
             dot_separator=at(5, 15),
             logs_too_many_args=at(6, 15),
-            bad_var_message=_FIXED_BAD_VAR if at(6, 18) else _TYPO_BAD_VAR,
+            # the typo is fixed in 6.1.y and 6.12.y stable too; older series unverified
+            bad_var_message=_FIXED_BAD_VAR if at(6, 1) else _TYPO_BAD_VAR,
             maxact_type_message=_NEW_MAXACT if at(6, 5) else _OLD_MAXACT,
-            max_event_size=3072 if at(6, 18) else None,
-            reserved_names=_RESERVED if at(6, 5) else _RESERVED[:4] + _RESERVED[5:],
+            max_event_size=3072 if at(6, 1) else None,
+            # struct file was reordered in 6.12 (f_path moved from 0x10 to 0x40)
+            file_dentry_offset=0x48 if at(6, 12) else 0x18,
+            reserved_names=_RESERVED if at(6, 1) else _RESERVED[:4] + _RESERVED[5:],
         )
 
     @classmethod

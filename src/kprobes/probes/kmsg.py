@@ -153,6 +153,7 @@ HINTS: dict[str, str] = {
     "ARG_TOO_LONG": "one fetcharg is at most 63 characters",
     "NO_ARG_BODY": "write NAME=FETCHARG",
     "FAIL_REG_PROBE": "check the @SYMBOL+OFFSET fetchargs and the probed place",
+    "NO_BTFARG": "the function has no parameter of that name ($retval takes no suffix but ->field)",
     "NOSUP_BTFARG": "names need BTF and a probe at function entry or exit; use %REG or $argN",
     "NOFENTRY_ARGS": "$argN works at function entry (SYMBOL+0) or in a kernel return probe",
     "DOUBLE_ARGS": "use $arg* once",

@@ -68,6 +68,14 @@ def parse_error_log(text: str) -> List[ErrorLogEntry]:
     return out
 
 
+def new_entries(before: List[ErrorLogEntry], after: List[ErrorLogEntry]) -> List[ErrorLogEntry]:
+    """Entries of ``after`` that were not in ``before`` (the log drops its oldest entries)."""
+    for m in range(min(len(before), len(after)), 0, -1):
+        if before[-m:] == after[:m]:
+            return after[m:]
+    return after if after != before else []
+
+
 def _mounted_tracefs() -> Optional[str]:
     try:
         with open("/proc/self/mounts") as f:
@@ -173,16 +181,18 @@ class TraceFS:
             return []
 
     def write_definition(self, rel: str, definition: str) -> None:
-        """Append one dynamic-event definition; on refusal raise what ``error_log`` says."""
-        before = len(self.error_log_entries())
+        """Append one dynamic-event definition; on refusal raise what ``error_log`` says.
+
+        Only an entry that the refused write itself added counts: the log keeps
+        just its last 8 entries, and some refusals log nothing at all.
+        """
+        before = self.error_log_entries()
         try:
             self.write(rel, definition + "\n", append=True)
         except OSError as e:
-            raise self._refusal(definition, e, before) from None
+            raise self._refusal(definition, e, new_entries(before, self.error_log_entries())) from None
 
-    def _refusal(self, definition: str, err: OSError, before: int) -> KprobesError:
-        entries = self.error_log_entries()
-        new = entries[before:] if len(entries) > before else entries[-1:]
+    def _refusal(self, definition: str, err: OSError, new: List[ErrorLogEntry]) -> KprobesError:
         match = [en for en in new if en.command.strip() == definition.strip()] or new
         if err.errno == errno.EEXIST:
             return KprobesError(
@@ -206,8 +216,10 @@ class TraceFS:
                 hint=_hint_for(en.message),
             )
         return KprobesError(
-            f"the kernel refused {definition!r}: {os.strerror(err.errno or 0)}",
-            hint="the kernel wrote nothing to error_log; check the function exists (kprobes list NAME)",
+            f"the kernel refused {definition!r}: {os.strerror(err.errno or 0)} "
+            "(without an error_log entry)",
+            hint="'kprobes check DEF' explains most refusals offline; "
+            "check the function exists with 'kprobes list NAME'",
         )
 
     def iter_lines(self, rel: str) -> Iterator[str]:
