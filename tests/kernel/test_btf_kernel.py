@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
-import sys
-import time
-
-import pytest
 
 import kprobes
 from kprobes.btf import load_vmlinux

@@ -6,10 +6,13 @@ import json
 import os
 import subprocess
 import time
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from ..events.model import TraceEvent
 from .main import ArgParser, Streams, parse
+
+if TYPE_CHECKING:
+    from ..backends.tracefs.ledger import LossLedger
 
 DESCRIPTION = """\
 Arm kprobe/kretprobe/uprobe/uretprobe definitions (tracefs syntax, see
@@ -24,7 +27,17 @@ examples:
   kprobes trace 'p:rl /bin/bash:readline' 'r:rlret /bin/bash:readline ret=+0($retval):ustring'
   kprobes trace -c 'cat /etc/hostname' 'p:o do_sys_openat2 f=+0(%si):string'
   kprobes trace t:sched:sched_process_exec
+  kprobes trace --stats --loss-is-error --duration 10 t:syscalls:sys_enter_read
+
+Events are read from the binary per-CPU buffers (--reader raw, the default;
+text from trace_pipe when raw reading is not possible, or with --reader text).
+Every event that was not delivered is counted (ring-buffer overruns and drops,
+kprobe misses, undecodable records) and reported on stderr at exit, and as a
+final {"type": "summary"} record with --json, whenever a count is not zero.
 """
+
+#: Exit status when events were lost and --loss-is-error was given.
+EXIT_LOSS = 3
 
 
 def build_parser() -> ArgParser:
@@ -38,7 +51,12 @@ def build_parser() -> ArgParser:
     p.add_argument("-p", dest="pid", type=int, metavar="PID", help="only events of this process (and its children)")
     p.add_argument("--filter", metavar="EXPR", help="kernel event filter applied to every probe")
     p.add_argument("--buffer-size", type=int, default=4096, metavar="KB", help="per-CPU buffer (default 4096)")
-    p.add_argument("--stats", action="store_true", help="per-probe hit counts and rates at the end")
+    p.add_argument("--stats", action="store_true",
+                   help="per-probe hits, rates and losses at the end (stderr; with --json also a record)")
+    p.add_argument("--loss-is-error", action="store_true",
+                   help=f"exit with status {EXIT_LOSS} when any event was lost")
+    p.add_argument("--reader", choices=("raw", "text"), default="raw",
+                   help="binary per-CPU pages (default) or trace_pipe text")
     p.add_argument("--arch", help="target architecture for arg1..argN (default: this machine's)")
     return p
 
@@ -60,22 +78,25 @@ def format_event(ev: TraceEvent, label: str) -> str:
 
 
 def _spawn_gated(command: str) -> "tuple[subprocess.Popen[bytes], int]":
-    """Start ``sh -c COMMAND`` held until the caller writes a line to the returned fd.
+    """``sh -c COMMAND``, held until the returned fd gets a line (see backends.process)."""
+    from ..backends.process import spawn_gated
 
-    The shell waits on a pipe before it evaluates COMMAND, so not one event of the
-    command happens before the probes are armed (and its pid is known first).
-    """
-    r, w = os.pipe()
-    script = 'read _ <&9; exec 9<&-; eval "$1"'  # fd 9: dash only takes one-digit fds
+    return spawn_gated(["sh", "-c", command])
 
-    def gate_on_fd9() -> None:
-        os.dup2(r, 9)
 
-    proc = subprocess.Popen(
-        ["sh", "-c", script, "kprobes-c", command], pass_fds=(r, 9), preexec_fn=gate_on_fd9
+def stats_table(ledger: "LossLedger", elapsed: float) -> str:
+    """The --stats table: one line per probe, then the session's losses."""
+    rows = [f"{'probe':<24} {'hits':>10} {'rate/s':>10} {'kernel hits':>12} {'missed':>8}"]
+    for p in ledger.probes.values():
+        rate = p.delivered / elapsed if elapsed > 0 else 0.0
+        khits = "-" if p.kernel_hits is None else str(p.kernel_hits)
+        miss = "-" if p.misses is None else str(p.misses)
+        rows.append(f"{p.label:<24} {p.delivered:>10} {rate:>10.1f} {khits:>12} {miss:>8}")
+    rows.append(
+        f"reader {ledger.reader}: {elapsed:.2f}s, ring buffer lost {ledger.ring_buffer_lost}, "
+        f"undecodable {ledger.undecodable + ledger.unparsed_lines}, total lost {ledger.total_lost}"
     )
-    os.close(r)
-    return proc, w
+    return "\n".join(rows) + "\n"
 
 
 def run(args: List[str], streams: Streams) -> int:
@@ -84,10 +105,10 @@ def run(args: List[str], streams: Streams) -> int:
         return 0
     from ..backends.tracefs.session import Session
 
-    counts: dict[str, int] = {}
     t0 = time.monotonic()
     proc: Optional["subprocess.Popen[bytes]"] = None
-    with Session(buffer_size_kb=ns.buffer_size, arch=ns.arch) as s:
+    interrupted = False
+    with Session(buffer_size_kb=ns.buffer_size, arch=ns.arch, reader=ns.reader) as s:
         for d in ns.definitions:
             if d.startswith(("t:", "tracepoint:")):
                 s.add_tracepoint(d.split(":", 1)[1], filter=ns.filter)
@@ -106,7 +127,6 @@ def run(args: List[str], streams: Streams) -> int:
         try:
             for ev in s.events(ns.duration, until=until):
                 label = s.label_of(ev)
-                counts[label] = counts.get(label, 0) + 1
                 if ns.json:
                     rec = ev.to_json()
                     rec["probe"] = label
@@ -114,21 +134,33 @@ def run(args: List[str], streams: Streams) -> int:
                 else:
                     out.write(format_event(ev, label) + "\n")
                 out.flush()
+        except KeyboardInterrupt:
+            interrupted = True  # report what was counted, then exit 130 after cleanup
         finally:
             if proc is not None and proc.poll() is None:
                 proc.terminate()
                 proc.wait()
         elapsed = time.monotonic() - t0
-        unparsed = len(s.unparsed)
-        for u in s.unparsed[:5]:
+        ledger = s.refresh_ledger()
+        if s.reader_fallback:
+            streams.err.write(f"kprobes: reading trace_pipe text: {s.reader_fallback}\n")
+        unparsed = [u for u in s.unparsed if not u.reason.startswith("lost events")]
+        for u in unparsed[:5]:
             streams.err.write(f"kprobes: unparsed trace line ({u.reason}): {u.text}\n")
-        if unparsed > 5:
-            streams.err.write(f"kprobes: ... {unparsed - 5} more unparsed lines\n")
+        if len(unparsed) > 5:
+            streams.err.write(f"kprobes: ... {len(unparsed) - 5} more unparsed lines\n")
         if ns.stats:
-            streams.err.write(f"{'probe':<24} {'hits':>10} {'rate/s':>10}\n")
-            for label in s.probes:
-                n = counts.get(label, 0)
-                streams.err.write(f"{label:<24} {n:>10} {n / elapsed if elapsed else 0:>10.1f}\n")
-    if proc is not None and proc.returncode:
-        return 0
+            streams.err.write(stats_table(ledger, elapsed))
+        if ledger.any_loss:
+            streams.err.write(ledger.report() + "\n")
+        if ns.json and (ledger.any_loss or ns.stats):
+            rec = ledger.to_json()
+            rec["elapsed_s"] = round(elapsed, 6)
+            out.write(json.dumps(rec) + "\n")
+            out.flush()
+    if interrupted:
+        return 130
+    if ns.loss_is_error and ledger.any_loss:
+        streams.err.write(f"kprobes: error: {ledger.total_lost} events lost (--loss-is-error)\n")
+        return EXIT_LOSS
     return 0

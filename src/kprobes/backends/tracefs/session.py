@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import errno
 import os
-import select
 import signal
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import (
+    TYPE_CHECKING,
     Callable,
     Dict,
     Iterator,
@@ -35,16 +35,21 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
+    Tuple,
     Union,
 )
 
 from ...errors import FeatureMissing, KprobesError
 from ...events.model import TraceEvent, UnparsedLine
 from .fs import TraceFS
-from .owner import current_owner
-from .reaper import GcReport, reap, remove_group_events, remove_instance
 
-__all__ = ["Session", "Probe", "SessionInterrupted"]
+if TYPE_CHECKING:
+    from .reader import EventReader
+from .ledger import EventsLost, LossLedger, read_cpu_stats, read_probe_counters
+from .owner import current_owner
+from .reaper import GcReport, list_dynamic_events, reap, remove_group_events, remove_instance
+
+__all__ = ["Session", "Probe", "SessionInterrupted", "EventsLost"]
 
 Handler = Callable[[TraceEvent], None]
 
@@ -101,6 +106,15 @@ class Session:
     (only when the session is entered from the main thread).  ``exclude_self``
     adds ``common_pid != <this pid>`` to every probe's filter: the reader's own
     reads would otherwise feed probes such as ``r:vfs_read`` in a loop.
+
+    ``reader`` picks how events are read: ``"raw"`` (default) decodes the
+    binary per-CPU pages (``per_cpu/cpuN/trace_pipe_raw``) and falls back to
+    ``"text"`` (``trace_pipe``) when that is impossible; :attr:`reader_kind`
+    tells which one runs and :attr:`reader_fallback` why raw was not used.
+    :attr:`ledger` counts every event that was not delivered (ring-buffer
+    overruns and drops, missed-events pages, kprobe misses, undecodable
+    records); with ``loss_is_error`` :meth:`events` raises
+    :class:`~.ledger.EventsLost` after the last event when anything was lost.
     """
 
     def __init__(
@@ -113,7 +127,11 @@ class Session:
         reap_dead: bool = True,
         handle_signals: bool = True,
         exclude_self: bool = True,
+        reader: str = "raw",
+        loss_is_error: bool = False,
     ) -> None:
+        if reader not in ("raw", "text"):
+            raise KprobesError(f"unknown reader {reader!r}", hint="the readers are 'raw' and 'text'")
         self._fs_given = tracefs
         self.fs: Optional[TraceFS] = None
         self.buffer_size_kb = buffer_size_kb
@@ -122,6 +140,11 @@ class Session:
         self.reap_dead = reap_dead
         self.handle_signals = handle_signals
         self.exclude_self = exclude_self
+        self.reader = reader
+        self.loss_is_error = loss_is_error
+        self.reader_kind: Optional[str] = None
+        self.reader_fallback: Optional[str] = None
+        self.ledger = LossLedger(reader=reader)
         self.drain_seconds = 0.25
         owner = current_owner()
         self.name = owner.name
@@ -132,9 +155,8 @@ class Session:
         self._handlers: Dict[str, List[Handler]] = {}
         self._old_signals: Dict[int, object] = {}
         self._open = False
-        self._pipe_fd: Optional[int] = None
+        self._reader: Optional[EventReader] = None
         self._stop = False
-        self._parser: Optional[object] = None
         self._counter = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -184,6 +206,7 @@ class Session:
                     fs.write(f"{self.instance}/trace_clock", self.clock)
             if self.buffer_size_kb:
                 fs.write(f"{self.instance}/buffer_size_kb", str(self.buffer_size_kb))
+            self.ledger.set_baseline(read_cpu_stats(fs, self.instance))
         except BaseException:
             self.close()
             raise
@@ -199,12 +222,9 @@ class Session:
         fs = self.fs
         assert fs is not None
         errors: List[str] = []
-        if self._pipe_fd is not None:
-            try:
-                os.close(self._pipe_fd)
-            except OSError:
-                pass
-            self._pipe_fd = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         for p in list(self.probes.values()):
             try:
                 rel = f"{self.instance}/{p.rel}"
@@ -219,7 +239,16 @@ class Session:
         except OSError as e:
             errors.append(f"instance {self.name}: {e}")
         try:
-            remove_group_events(fs, self.group)
+            # The kernel can refuse a removal with EBUSY for a moment after the instance
+            # went away (its event files are released asynchronously): retry briefly.
+            for delay in (0.0, 0.02, 0.05, 0.1, 0.2):
+                time.sleep(delay)
+                remove_group_events(fs, self.group)
+                left = [e for e in list_dynamic_events(fs) if e[2] == self.group]
+                if not left:
+                    break
+            else:
+                errors.append(f"group {self.group}: {', '.join(e[3] for e in left)} still defined")
         except (OSError, KprobesError) as e:
             errors.append(f"group {self.group}: {e}")
         self.probes.clear()
@@ -285,6 +314,7 @@ class Session:
             filter=filter, types=prepared.types,
         )  # fmt: skip
         self.probes[label] = probe
+        self.ledger.add_probe(label, spec.kind, spec.is_return)
         try:
             self._arm(probe, enable)
         except BaseException:
@@ -313,6 +343,7 @@ class Session:
         if ev in self.probes:
             raise KprobesError(f"tracepoint {name!r} is already in this session")
         self.probes[ev] = probe
+        self.ledger.add_probe(ev, "tracepoint")
         self._arm(probe, enable)
         return probe
 
@@ -372,8 +403,21 @@ class Session:
 
     # ------------------------------------------------------------------ events
 
-    def _types_by_event(self) -> Dict[str, Dict[str, str]]:
-        return {p.event: dict(p.types) for p in self.probes.values() if p.types}
+    def _open_reader(self) -> EventReader:
+        fs = self._require_open()
+        probes = list(self.probes.values())
+        if self._reader is None:
+            from .reader import open_reader
+
+            reader, why = open_reader(
+                self.reader, fs, self.instance, probes, own_group=self.group, ledger=self.ledger
+            )
+            self._reader = reader
+            self.reader_kind = reader.kind
+            self.reader_fallback = why
+        else:
+            self._reader.update(probes)
+        return self._reader
 
     def events(
         self,
@@ -385,60 +429,90 @@ class Session:
         """Yield events from the instance's buffer as they arrive.
 
         Stops after ``duration`` seconds, when ``until()`` returns True, or when
-        :meth:`stop` is called.  Lines that cannot be parsed are kept in
-        :attr:`unparsed` (and counted), never dropped.
+        :meth:`stop` is called, then reads what is still buffered for at most
+        :attr:`drain_seconds`.  Lines/records that cannot be decoded are kept
+        in :attr:`unparsed` (text) and counted in :attr:`ledger`, never dropped
+        silently; the ledger is brought up to date when the iteration ends.
         """
-        fs = self._require_open()
-        from ...events.text import TextParser
-
-        parser = TextParser(self._types_by_event())
-        self._parser = parser
-        if self._pipe_fd is None:
-            self._pipe_fd = os.open(fs.path(f"{self.instance}/trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
-        fd = self._pipe_fd
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
+        reader = self._open_reader()
         deadline = None if duration is None else time.monotonic() + duration
         self._stop = False
         draining = False
         drain_end = 0.0
-        while True:
-            if not draining:
-                if self._stop or (until is not None and until()) or (
-                    deadline is not None and time.monotonic() >= deadline
-                ):
-                    # Read what is buffered, for a bounded time: probes that fire on
-                    # other processes' activity keep the buffer non-empty forever.
-                    draining = True
-                    drain_end = time.monotonic() + self.drain_seconds
-            if not draining:
-                timeout = poll_ms
-                if deadline is not None:
-                    timeout = max(0, min(poll_ms, int((deadline - time.monotonic()) * 1000)))
-                poller.poll(timeout)
-            try:
-                chunk = os.read(fd, 1 << 16)
-            except BlockingIOError:
-                chunk = b""
-            except OSError as e:
-                if e.errno == errno.EINTR:
-                    continue
-                raise
-            if chunk:
-                for item in parser.feed(chunk):
-                    if isinstance(item, UnparsedLine):
-                        self.unparsed.append(item)
-                    else:
-                        yield item
-                if not draining or time.monotonic() < drain_end:
-                    continue
-            if draining:
-                for item in parser.flush():
-                    if isinstance(item, UnparsedLine):
-                        self.unparsed.append(item)
-                    else:
-                        yield item
-                return
+        by_event = {(p.group, p.event): p.label for p in self.probes.values()}
+        own = self.group
+        batch: List[TraceEvent] = []
+        pos = 0
+        try:
+            while True:
+                if not draining:
+                    if self._stop or (until is not None and until()) or (
+                        deadline is not None and time.monotonic() >= deadline
+                    ):
+                        # Read what is buffered, for a bounded time: probes that fire on
+                        # other processes' activity keep the buffer non-empty forever.
+                        draining = True
+                        drain_end = time.monotonic() + self.drain_seconds
+                if not draining:
+                    timeout = poll_ms
+                    if deadline is not None:
+                        timeout = max(0, min(poll_ms, int((deadline - time.monotonic()) * 1000)))
+                    reader.wait(timeout)
+                self._tally(batch, pos, by_event, own)
+                batch, pos = reader.read(), 0
+                self._take_unparsed(reader)
+                if batch:
+                    for ev in batch:
+                        pos += 1
+                        yield ev
+                    if not draining or time.monotonic() < drain_end:
+                        continue
+                if draining:
+                    self._tally(batch, pos, by_event, own)
+                    batch, pos = reader.flush(), 0
+                    for ev in batch:
+                        pos += 1
+                        yield ev
+                    self._take_unparsed(reader)
+                    break
+        finally:
+            self._tally(batch, pos, by_event, own)
+            self.refresh_ledger()
+        if self.loss_is_error and self.ledger.any_loss:
+            raise EventsLost(self.ledger)
+
+    def _tally(
+        self, batch: List[TraceEvent], n: int, by_event: Mapping[Tuple[str, str], str], own: str
+    ) -> None:
+        """Count the first ``n`` events of ``batch`` (those handed out) as delivered, per probe."""
+        if not n:
+            return
+        counts = Counter((ev.group or own, ev.event) for ev in (batch if n == len(batch) else batch[:n]))
+        note = self.ledger.note_delivered
+        for (group, event), k in counts.items():
+            note(by_event.get((group, event), event), k)
+        batch.clear()
+
+    def _take_unparsed(self, reader: EventReader) -> None:
+        if reader.unparsed:
+            self.unparsed.extend(reader.unparsed)
+            reader.unparsed.clear()
+
+    def refresh_ledger(self) -> LossLedger:
+        """Read the kernel's loss counters now (per-CPU stats, kprobe_profile) into :attr:`ledger`."""
+        if not self._open or self.fs is None:
+            return self.ledger
+        fs = self.fs
+        try:
+            self.ledger.update_cpu_stats(read_cpu_stats(fs, self.instance))
+            if any(p.kind != "tracepoint" for p in self.probes.values()):
+                counters = read_probe_counters(fs, self.group)
+                self.ledger.update_probe_counters(
+                    counters, {p.label: p.event for p in self.probes.values()}
+                )
+        except (OSError, KprobesError):
+            pass
+        return self.ledger
 
     def stop(self) -> None:
         """Make :meth:`events`/:meth:`run` return after draining what is buffered."""
