@@ -25,6 +25,10 @@ SUBCOMMANDS: Dict[str, str] = {
     "list": "kprobes.cli.listing",
     "doctor": "kprobes.cli.doctor",
     "gc": "kprobes.cli.gc",
+    "probe": "kprobes.cli.probe",
+    "record": "kprobes.cli.record",
+    "script": "kprobes.cli.script",
+    "report": "kprobes.cli.report",
 }
 
 USAGE = """\
@@ -38,6 +42,10 @@ commands:
   list [GLOB]      probeable kernel functions; why a name is not probeable
   doctor           what this kernel supports, and how to fix what it doesn't
   gc               remove what dead kprobes sessions left in tracefs
+  probe            persistent probes (--add/--del/--list), source lines (-L) and variables (-V)
+  record -e EV     record events into a file (default kprobes.data)
+  script           print a recording one event per line (like perf script)
+  report           summarize a recording: events, processes, numeric fields
 """
 
 
@@ -75,6 +83,12 @@ def main(argv: Optional[Sequence[str]] = None, streams: Optional[Streams] = None
             mod = importlib.import_module(SUBCOMMANDS[args[0]])
             run: Callable[[List[str], Streams], int] = mod.run
             return run(args[1:], st)
+        from .bpftrace import looks_like_bpftrace
+
+        if looks_like_bpftrace(args):
+            from .bpftrace import run as run_bpftrace
+
+            return run_bpftrace(args, st)
         st.err.write(f"kprobes: error: unknown command {args[0]!r}\n{USAGE}")
         return EXIT_USAGE
     except HelpShown as e:

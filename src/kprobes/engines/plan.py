@@ -1,0 +1,245 @@
+"""The plan of a checked program on the tracefs engine: what runs in the kernel, what in Python.
+
+:func:`plan_program` turns a :class:`~kprobes.lang.CheckedProgram` into a
+:class:`ProgramPlan`.  For every probe and every fetch family it uses
+(kprobe/kretprobe, uprobe/uretprobe, tracepoint) there is one :class:`Variant`:
+
+* ``fetches``: the fetchargs (see :mod:`.fetch`), shared by all its events;
+* ``kernel_filter`` and ``python_conjuncts``: the predicate split by
+  :mod:`.pushdown`;
+* ``events``: one :class:`KernelEvent` per concrete place (a wildcard gives
+  many), each with the exact definition written to the kernel.
+
+``BEGIN``, ``END`` and ``interval`` probes have no kernel event: they are
+Python timers of the event loop.  :meth:`ProgramPlan.describe` is the
+``--dry-run`` text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
+from ..errors import KprobesError
+from ..lang import ast
+from ..lang.checked import CheckedProgram
+from ..probes.arch import Arch
+from .fetch import FAMILY, Fetch, FetchFinder
+from .pushdown import split_predicate
+from .targets import DEFAULT_BUDGET, Governor, SymbolSource, Target, expand, not_found
+
+if TYPE_CHECKING:
+    from .provider import KernelTypeProvider
+
+__all__ = ["KernelEvent", "Variant", "ProgramPlan", "plan_program", "interval_ns"]
+
+_PREFIX = {"kprobe": "kp", "uprobe": "up", "tracepoint": "ep"}
+_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000}
+
+
+@dataclass(frozen=True)
+class KernelEvent:
+    """One event armed in the kernel.
+
+    ``kind`` is ``kprobe``/``uprobe`` (``definition`` for the probe's events
+    file), ``eprobe`` (``definition`` for ``dynamic_events``) or
+    ``tracepoint`` (the tracepoint ``SYS:EVENT`` itself, no definition).
+    ``event`` is the name its events carry; ``target`` the place it probes.
+    """
+
+    event: str
+    kind: str
+    target: Target
+    definition: Optional[str]
+    filter: Optional[str]
+    types: Tuple[Tuple[str, str], ...] = ()
+
+
+@dataclass
+class Variant:
+    """One probe's share of one fetch family (see the module docstring)."""
+
+    probe_index: int
+    family: str
+    fetches: Tuple[Fetch, ...] = ()
+    field_of: Dict[int, str] = field(default_factory=dict)
+    kernel_filter: Optional[str] = None
+    python_conjuncts: Tuple[ast.Expr, ...] = ()
+    events: List[KernelEvent] = field(default_factory=list)
+    period_ns: int = 0
+    eprobe: bool = False
+
+
+@dataclass
+class ProgramPlan:
+    """Everything the runner needs, and what ``--dry-run`` prints."""
+
+    checked: CheckedProgram
+    variants: List[Variant]
+    symbols: Optional[SymbolSource] = None
+
+    @property
+    def kernel_events(self) -> List[KernelEvent]:
+        return [ev for v in self.variants for ev in v.events]
+
+    @property
+    def attach_count(self) -> int:
+        """What bpftrace's ``Attaching N probes...`` counts: every place plus BEGIN/END/intervals."""
+        return sum(len(v.events) if v.events else 1 for v in self.variants
+                   if v.events or v.family in ("BEGIN", "END", "interval"))
+
+    def describe(self) -> str:
+        """The ``--dry-run`` report: kernel definitions, filters, and what runs in Python."""
+        text = self.checked.program.text
+        lines: List[str] = []
+        for v in self.variants:
+            probe = self.checked.program.probes[v.probe_index]
+            head = ", ".join(ap.raw for ap in probe.attach_points)
+            lines.append(f"probe {v.probe_index + 1} [{v.family}]: {head}")
+            if v.family == "interval":
+                lines.append(f"  python timer: every {v.period_ns} ns")
+            elif v.family in ("BEGIN", "END"):
+                lines.append(f"  python: runs {'before the first' if v.family == 'BEGIN' else 'after the last'} event")
+            else:
+                lines.append(f"  kernel events: {len(v.events)}")
+                for ev in v.events[:20]:
+                    what = ev.definition if ev.definition else f"tracepoint {ev.target.place}"
+                    lines.append(f"    {what}")
+                if len(v.events) > 20:
+                    lines.append(f"    ... {len(v.events) - 20} more")
+                lines.append(f"  kernel filter: {v.kernel_filter or '(none)'}")
+            if v.python_conjuncts:
+                parts = [text[c.span.start:c.span.end] for c in v.python_conjuncts]
+                lines.append("  python predicate: " + " && ".join(parts))
+            body = text[probe.body.span.start:probe.body.span.end]
+            body = " ".join(body.split())
+            lines.append(f"  python action: {body if len(body) <= 100 else body[:97] + '...'}")
+        lines.append(f"attach: {self.attach_count} probes")
+        return "\n".join(lines) + "\n"
+
+
+def interval_ns(ap: ast.AttachPoint) -> int:
+    """Period of ``interval:UNIT:N`` in nanoseconds (``hz``: N times a second)."""
+    if ap.unit == "hz":
+        return max(1, 1_000_000_000 // ap.period)
+    return ap.period * _UNITS[ap.unit]
+
+
+def _definition(ev_name: str, target: Target, fetches: Tuple[Fetch, ...], eprobe: bool) -> str:
+    args = " ".join(f.render() for f in fetches)
+    if eprobe:
+        sys_, _, event = target.place.partition(":")
+        head = f"e:{ev_name} {sys_}.{event}"
+    else:
+        kind = "r" if target.provider in ("kretprobe", "uretprobe") else "p"
+        head = f"{kind}:{ev_name} {target.place}"
+    return f"{head} {args}".rstrip()
+
+
+def plan_program(
+    checked: CheckedProgram,
+    *,
+    arch: Arch,
+    provider: Optional[KernelTypeProvider] = None,
+    symbols: Optional[SymbolSource] = None,
+    eprobes: bool = True,
+    governor: Optional[Governor] = None,
+    wildcard_filter: Optional[str] = None,
+) -> ProgramPlan:
+    """Plan ``checked`` for the tracefs engine (pure apart from reading symbol lists).
+
+    ``eprobes`` says whether the kernel has event probes; ``wildcard_filter``
+    (ours, for CI) intersects every kprobe wildcard with a second glob.
+    """
+    src = symbols or SymbolSource()
+    gov = governor or Governor(DEFAULT_BUDGET)
+    variants: List[Variant] = []
+    total = 0
+    biggest = ("", 0)
+    for index, probe in enumerate(checked.program.probes):
+        by_family: Dict[str, List[Target]] = {}
+        order: List[str] = []
+        for ap in probe.attach_points:
+            fam = FAMILY[ap.provider]
+            if fam not in by_family:
+                by_family[fam] = []
+                order.append(fam)
+            if fam in ("BEGIN", "END", "interval"):
+                continue
+            targets = expand(ap, src, wildcard_filter if fam == "kprobe" else None)
+            if not targets:
+                raise not_found(ap)
+            if len(targets) > biggest[1]:
+                biggest = (ap.raw, len(targets))
+            by_family[fam].extend(targets)
+        for fam in order:
+            variants.append(_variant(checked, index, probe, fam, by_family[fam], arch, provider, eprobes))
+            total += len(by_family[fam])
+    gov.check(total, f"{biggest[0]} expands to {biggest[1]}" if biggest[1] > 1 else "")
+    _share_tracepoints(checked, variants)
+    return ProgramPlan(checked, variants, src)
+
+
+def _share_tracepoints(checked: CheckedProgram, variants: List[Variant]) -> None:
+    """A tracepoint enabled for two probes gets one filter: keep none, check in Python."""
+    from .pushdown import conjuncts
+
+    seen: Dict[str, int] = {}
+    for v in variants:
+        for ev in v.events:
+            if ev.kind == "tracepoint":
+                seen[ev.event] = seen.get(ev.event, 0) + 1
+    for v in variants:
+        if not any(ev.kind == "tracepoint" and seen[ev.event] > 1 for ev in v.events):
+            continue
+        pred = checked.program.probes[v.probe_index].predicate
+        v.kernel_filter = None
+        v.python_conjuncts = tuple(conjuncts(pred)) if pred is not None else ()
+        v.events = [KernelEvent(ev.event, ev.kind, ev.target, ev.definition, None, ev.types)
+                    for ev in v.events]
+
+
+def _variant(
+    checked: CheckedProgram,
+    index: int,
+    probe: ast.Probe,
+    fam: str,
+    targets: List[Target],
+    arch: Arch,
+    provider: Optional[KernelTypeProvider],
+    eprobes: bool,
+) -> Variant:
+    v = Variant(index, fam)
+    if fam == "interval":
+        ap = next(a for a in probe.attach_points if a.provider == "interval")
+        v.period_ns = interval_ns(ap)
+    tps = tuple(tuple(t.place.split(":", 1)) for t in targets if fam == "tracepoint")
+    finder = FetchFinder(
+        checked, probe, fam, arch, provider, eprobe=eprobes, tracepoints=tps  # type: ignore[arg-type]
+    ).run()
+    v.fetches = finder.fetch_list
+    v.field_of = finder.field_of
+    plain = fam == "tracepoint" and not eprobes
+    v.eprobe = fam == "tracepoint" and eprobes and bool(v.fetches)
+    if fam in ("BEGIN", "END", "interval"):
+        v.python_conjuncts = (probe.predicate,) if probe.predicate is not None else ()
+        return v
+    by_name = {f.name: f for f in v.fetches}
+    v.kernel_filter, v.python_conjuncts = split_predicate(
+        checked, probe.predicate, v.field_of, by_name, plain_fields=plain
+    )
+    prefix = _PREFIX.get(fam, "kp")
+    for j, t in enumerate(targets):
+        types = tuple((f.name, f.type) for f in v.fetches)
+        if fam == "tracepoint" and not v.eprobe:
+            event = t.place.split(":", 1)[1]
+            v.events.append(KernelEvent(event, "tracepoint", t, None, v.kernel_filter))
+            continue
+        name = f"{prefix}{index}_{j}"
+        kind = "eprobe" if v.eprobe else fam
+        if fam == "tracepoint" and v.eprobe is False:  # pragma: no cover - handled above
+            raise KprobesError("internal: tracepoint without event probe")
+        v.events.append(
+            KernelEvent(name, kind, t, _definition(name, t, v.fetches, v.eprobe), v.kernel_filter, types)
+        )
+    return v

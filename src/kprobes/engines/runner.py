@@ -1,0 +1,298 @@
+"""Running a planned program: arm its events in a Session, evaluate events, time the timers.
+
+Order of things, as bpftrace does them: ``Attaching N probes...``; every
+kernel event is armed (in batches, with a progress line on stderr for large
+wildcards); ``BEGIN`` runs; the ``-c`` command is released; events are
+evaluated in the order the kernel recorded them while ``interval`` probes
+fire on time; the program ends on ``exit()``, when the ``-c`` command exits,
+after ``--duration`` seconds (ours: bpftrace has no such option) or on Ctrl-C;
+``END`` runs and every map is printed.
+
+``interval`` probes fire from the event loop: before an event whose timestamp
+is past the next tick (the instance's clock is CLOCK_MONOTONIC, the clock of
+``time.monotonic_ns()``), or when the loop wakes up with no event (at least
+every 100 ms).  So an interval sees every event that happened before its tick
+that the kernel had handed over by then.
+
+Event probes (``e:`` in ``dynamic_events``) are armed by :func:`add_eprobe`,
+a small wrapper over the Session's public state: the Session has no method
+for them, and its cleanup (disable, remove the group's dynamic events)
+already covers them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, TextIO, Tuple
+
+from ..errors import KprobesError
+from ..events.model import TraceEvent
+from .evaluator import ExitProgram, ProbeRunner, Runtime, compile_variants
+from .plan import KernelEvent, ProgramPlan
+from .runtime import Output, make_maps, own_comm
+from .targets import Target, explain_refusal
+
+__all__ = ["RunOptions", "run_plan", "add_eprobe", "spawn_gated"]
+
+@dataclass
+class RunOptions:
+    """How to run: ``command`` (-c), ``pid`` (-p), ``duration`` (ours), output format."""
+
+    command: Optional[str] = None
+    pid: Optional[int] = None
+    duration: Optional[float] = None
+    fmt: str = "text"
+    buffer_size_kb: int = 4096
+    progress_every: int = 100
+
+
+def add_eprobe(session: object, definition: str, *, filter: Optional[str] = None) -> object:
+    """Arm ``e:NAME SYS.EVENT ARGS`` in ``session``'s group and instance (see module docstring)."""
+    from ..backends.tracefs.session import Probe, Session
+
+    assert isinstance(session, Session)
+    fs = session.fs
+    if fs is None:
+        raise KprobesError("the session is not open")
+    head, _, rest = definition.partition(" ")
+    name = head.split(":", 1)[1]
+    text = f"e:{session.group}/{name} {rest}"
+    fs.write_definition("dynamic_events", text)
+    types: Dict[str, str] = {}
+    for word in rest.split()[1:]:
+        fname, _, fetch = word.partition("=")
+        types[fname] = fetch.rpartition(":")[2]
+    flt = filter
+    if session.exclude_self:
+        me = f"common_pid != {os.getpid()}"
+        flt = f"({flt}) && {me}" if flt else me
+    probe = Probe(label=name, group=session.group, event=name, kind="eprobe",
+                  definition=text, filter=flt, types=types)
+    session.probes[name] = probe
+    rel = f"{session.instance}/{probe.rel}"
+    if flt:
+        try:
+            fs.write(f"{rel}/filter", flt)
+        except OSError as e:
+            raise KprobesError(
+                f"the kernel refused the filter {flt!r} for {name}: {os.strerror(e.errno or 0)}"
+            ) from None
+    session.enable(name)
+    return probe
+
+
+def spawn_gated(command: str) -> "Tuple[subprocess.Popen[bytes], int]":
+    """``sh -c COMMAND``, held until a line is written to the returned fd.
+
+    The shell first reads a line from a pipe (by its ``/dev/fd`` path, so the
+    descriptor number may be anything) and only then evaluates COMMAND: the
+    command does nothing before the probes are armed, and its pid is known.
+    """
+    r, w = os.pipe()
+    script = 'read _ < "/dev/fd/$2"; eval "$1"'
+    try:
+        proc = subprocess.Popen(["sh", "-c", script, "kprobes-c", command, str(r)], pass_fds=(r,))
+    except BaseException:
+        os.close(w)
+        raise
+    finally:
+        os.close(r)
+    return proc, w
+
+
+class _Timers:
+    """interval probes: each fires every ``period`` ns from the program start."""
+
+    def __init__(self, entries: List[Tuple[int, ProbeRunner, Target]], start_ns: int) -> None:
+        self.entries = [(period, runner, target) for period, runner, target in entries]
+        self.next = [start_ns + period for period, _, _ in entries]
+        self.due = min(self.next) if self.next else None
+
+    def fire(self, now_ns: int, make_event: Callable[[int], TraceEvent]) -> None:
+        if self.due is None or now_ns < self.due:
+            return
+        while self.due is not None and now_ns >= self.due:
+            i = self.next.index(self.due)
+            period, runner, target = self.entries[i]
+            tick = self.next[i]
+            self.next[i] = tick + period
+            self.due = min(self.next)
+            runner(make_event(tick), target)
+
+
+def _synthetic(name: str, ts: int) -> TraceEvent:
+    pid = os.getpid()
+    return TraceEvent(comm=own_comm(), pid=pid, cpu=0, timestamp_ns=ts, event=name, tgid=pid)
+
+
+def _arm(session: object, ev: KernelEvent) -> None:
+    from ..backends.tracefs.session import Session
+
+    assert isinstance(session, Session)
+    if ev.kind == "tracepoint":
+        if ev.event not in session.probes:
+            session.add_tracepoint(ev.target.place, filter=ev.filter)
+    elif ev.kind == "eprobe":
+        assert ev.definition is not None
+        add_eprobe(session, ev.definition, filter=ev.filter)
+    else:
+        assert ev.definition is not None
+        session.add(ev.definition, filter=ev.filter)
+
+
+def run_plan(
+    plan: ProgramPlan,
+    opts: RunOptions,
+    out: TextIO,
+    err: TextIO,
+    *,
+    session_factory: Optional[Callable[[], object]] = None,
+) -> int:
+    """Run ``plan`` to its end; returns the exit status."""
+    from ..backends.tracefs.session import Session
+
+    checked = plan.checked
+    output = Output(out, opts.fmt)
+    rt = Runtime(make_maps(checked), output, time.monotonic_ns())
+    runners = compile_variants(checked, plan.variants, rt)
+    begin: List[Tuple[ProbeRunner, Target]] = []
+    end: List[Tuple[ProbeRunner, Target]] = []
+    timers: List[Tuple[int, ProbeRunner, Target]] = []
+    table: Dict[str, List[Tuple[ProbeRunner, Target]]] = {}
+    for v, runner in zip(plan.variants, runners):
+        if v.family in ("BEGIN", "END"):
+            (begin if v.family == "BEGIN" else end).append((runner, Target(v.family, "", v.family, "")))
+        elif v.family == "interval":
+            probe = checked.program.probes[v.probe_index]
+            ap = next(a for a in probe.attach_points if a.provider == "interval")
+            timers.append((v.period_ns, runner, Target("interval", "", ap.name, "")))
+        for ev in v.events:
+            table.setdefault(ev.event, []).append((runner, ev.target))
+    factory = session_factory or (lambda: Session(buffer_size_kb=opts.buffer_size_kb))
+    output.attached(plan.attach_count)
+    output.flush()
+    proc: Optional["subprocess.Popen[bytes]"] = None
+    session = factory()
+    assert isinstance(session, Session)
+    with session as s:
+        _arm_all(s, plan, opts, err)
+        if opts.pid:
+            s.set_pids([opts.pid])
+        rt.start_ns = time.monotonic_ns()
+        clock = _Timers(timers, rt.start_ns)
+        try:
+            for runner, target in begin:
+                runner(_synthetic("BEGIN", time.monotonic_ns()), target)
+            if not rt.exit_requested:
+                if opts.command:
+                    proc, gate = spawn_gated(opts.command)
+                    os.write(gate, b"go\n")
+                    os.close(gate)
+                _loop(s, rt, table, clock, proc, opts)
+        except ExitProgram:
+            pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+        _report_lost(s, err)
+    try:
+        for runner, target in end:
+            runner(_synthetic("END", time.monotonic_ns()), target)
+    except ExitProgram:
+        pass
+    output.exit_maps(list(rt.maps.values()))
+    output.flush()
+    return 0
+
+
+def _arm_all(s: object, plan: ProgramPlan, opts: RunOptions, err: TextIO) -> None:
+    events = plan.kernel_events
+    n = len(events)
+    t0 = time.monotonic()
+    skipped: List[Tuple[str, str]] = []
+    wild = {ev.event for v in plan.variants if len(v.events) > 1 for ev in v.events}
+    for i, ev in enumerate(events, 1):
+        try:
+            _arm(s, ev)
+        except KprobesError as e:
+            if ev.event not in wild:
+                if ev.kind == "kprobe" and plan.symbols is not None:
+                    better = explain_refusal(ev.target, plan.symbols)
+                    if better is not None:
+                        raise better from e
+                raise
+            skipped.append((ev.target.func, str(e).splitlines()[0]))
+        if n >= opts.progress_every and (i % opts.progress_every == 0 or i == n):
+            err.write(f"\rattaching probes: {i}/{n}")
+            err.flush()
+    if n >= opts.progress_every:
+        err.write("\n")
+    if skipped:
+        first = "; ".join(f"{f}: {why}" for f, why in skipped[:3])
+        if len(skipped) == n:
+            raise KprobesError(f"the kernel refused every probe ({first})")
+        err.write(f"kprobes: the kernel refused {len(skipped)} of {n} wildcard probes ({first})\n")
+    if wild:
+        err.write(f"kprobes: attached {n - len(skipped)} probes in {time.monotonic() - t0:.2f} s\n")
+    err.flush()
+
+
+def _loop(
+    s: object,
+    rt: Runtime,
+    table: Dict[str, List[Tuple[ProbeRunner, Target]]],
+    clock: _Timers,
+    proc: "Optional[subprocess.Popen[bytes]]",
+    opts: RunOptions,
+) -> None:
+    from ..backends.tracefs.session import Session
+
+    assert isinstance(s, Session)
+
+    def make(tick: int) -> TraceEvent:
+        return _synthetic("interval", tick)
+
+    def until() -> bool:
+        if rt.exit_requested:
+            return True
+        if clock.due is not None:
+            clock.fire(time.monotonic_ns(), make)
+        return rt.exit_requested or (proc is not None and proc.poll() is not None)
+
+    get = table.get
+    for ev in s.events(opts.duration, until=until):
+        if rt.exit_requested:
+            continue
+        handlers = get(ev.event)
+        if handlers is None:
+            continue
+        if clock.due is not None and ev.timestamp_ns >= clock.due:
+            clock.fire(ev.timestamp_ns, make)
+        try:
+            for runner, target in handlers:
+                runner(ev, target)
+        except ExitProgram:
+            s.stop()
+
+
+def _report_lost(s: object, err: TextIO) -> None:
+    """Say on stderr when the kernel dropped events (bpftrace prints "Lost N events")."""
+    ledger = getattr(s, "ledger", None)
+    if ledger is not None:
+        try:
+            if ledger.any_loss:
+                err.write("kprobes: events were lost: " + ledger.report().replace("\n", "; ") + "\n")
+        except Exception:  # noqa: BLE001 - a report must never hide the program's output
+            pass
+        return
+    unparsed = getattr(s, "unparsed", [])
+    lost = sum(1 for u in unparsed if u.reason.startswith("lost events"))
+    if lost:
+        err.write(f"kprobes: the kernel dropped events ({lost} report(s) of lost events); "
+                  "raise the buffer with --buffer-size\n")

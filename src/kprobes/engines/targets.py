@@ -1,0 +1,181 @@
+"""Attach points to concrete kernel places: wildcard expansion and the probe governor.
+
+``kprobe:vfs_*`` becomes one kprobe per probeable function that matches
+(:func:`kprobes.backends.symbols.expand_glob`: the ftrace list when readable,
+else kallsyms code symbols; minus the kprobe blacklist, the blacklisted
+sections and the kernel's own tracing code).  ``uprobe:PATH:glob`` expands over
+the ELF's function symbols, ``tracepoint:SYS:glob`` over ``events/SYS/``.
+
+The :class:`Governor` refuses to arm more than ``budget`` kernel probes unless
+the user said ``--unsafe``: every kprobe is a breakpoint, and tens of
+thousands of them on hot paths slow a machine down to a crawl.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+from ..errors import KprobesError, NotTraceableError
+from ..lang import ast
+
+__all__ = ["Target", "SymbolSource", "expand", "explain_refusal", "Governor", "DEFAULT_BUDGET"]
+
+#: Kernel probes armed without --unsafe.
+DEFAULT_BUDGET = 1000
+
+
+@dataclass(frozen=True)
+class Target:
+    """One concrete place: ``place`` as the kernel wants it, ``name`` as ``probe`` shows it.
+
+    * kprobe/kretprobe: ``place`` is ``FUNC``, ``MOD:FUNC`` or ``FUNC+OFFS``;
+    * uprobe/uretprobe: ``PATH:SYMBOL`` or ``PATH:0xOFFSET``;
+    * tracepoint: ``SYS:EVENT``.
+
+    ``func`` is what the ``func`` builtin gives.
+    """
+
+    provider: str
+    place: str
+    name: str
+    func: str
+
+
+class SymbolSource:
+    """Lazily loaded kernel symbol lists and tracefs root (tests pass their own).
+
+    ``loader`` returns a :class:`~kprobes.backends.symbols.KernelSymbols`.
+    """
+
+    def __init__(
+        self,
+        loader: Optional[Callable[[], object]] = None,
+        tracefs_root: Optional[str] = None,
+    ) -> None:
+        self._loader = loader
+        self._symbols: Optional[object] = None
+        self.tracefs_root = tracefs_root
+
+    @property
+    def symbols(self) -> object:
+        if self._symbols is None:
+            if self._loader is None:
+                from ..backends.symbols import load_kernel_symbols
+
+                self._symbols = load_kernel_symbols(tracefs=self.tracefs_root)
+            else:
+                self._symbols = self._loader()
+        return self._symbols
+
+
+def _kprobe_targets(ap: ast.AttachPoint, src: SymbolSource, narrow: Optional[str]) -> List[Target]:
+    """Places of a kprobe attach point.  A plain name is not looked up here (reading
+    the symbol lists costs seconds on a slow machine): the kernel's refusal is
+    explained by :func:`explain_refusal` instead."""
+    from ..backends.symbols import KernelSymbols, expand_glob
+
+    if not ap.is_pattern:
+        pattern = f"{ap.module}:{ap.func}" if ap.module else ap.func
+        place = pattern + (f"+{ap.offset}" if ap.offset else "")
+        return [Target(ap.provider, place, ap.name, ap.func)]
+    syms = src.symbols
+    assert isinstance(syms, KernelSymbols)
+    glob = narrow if narrow else ap.func
+    pattern = f"{ap.module}:{glob}" if ap.module else glob
+    names = expand_glob(pattern, syms.kallsyms, syms.filter_functions, syms.blacklist)
+    if narrow:
+        names = [n for n in names if fnmatch.fnmatchcase(n, ap.func)]
+    prefix = f"{ap.module}:" if ap.module else ""
+    return [Target(ap.provider, prefix + n, f"{ap.provider}:{prefix}{n}", n) for n in names]
+
+
+def explain_refusal(target: Target, src: SymbolSource) -> Optional[NotTraceableError]:
+    """Why the kernel refused a kprobe on ``target`` (with close names), or None if unknown."""
+    from ..backends.symbols import KernelSymbols, probeability
+
+    syms = src.symbols
+    assert isinstance(syms, KernelSymbols)
+    name = target.place.split("+", 1)[0]
+    verdict = probeability(name, syms.kallsyms, syms.filter_functions, syms.blacklist)
+    if verdict.ok:
+        return None
+    try:
+        verdict.raise_for(name)
+    except NotTraceableError as e:
+        return e
+    return None  # pragma: no cover - raise_for always raises when not ok
+
+
+def _uprobe_targets(ap: ast.AttachPoint) -> List[Target]:
+    path = ap.target
+    if ap.address is not None:
+        where = f"0x{ap.address:x}"
+        return [Target(ap.provider, f"{path}:{where}", ap.name, where)]
+    if not ap.is_pattern:
+        off = f"+{ap.offset}" if ap.offset else ""
+        return [Target(ap.provider, f"{path}:{ap.func}{off}", ap.name, ap.func)]
+    from ..backends.symbols import resolve_library, symbols_matching
+
+    real = path if "/" in path else resolve_library(path)
+    names = symbols_matching(real, [ap.func])
+    return [Target(ap.provider, f"{real}:{n}", f"{ap.provider}:{path}:{n}", n) for n in names]
+
+
+def _tracepoint_targets(ap: ast.AttachPoint, src: SymbolSource) -> List[Target]:
+    if not ap.is_pattern:
+        return [Target("tracepoint", f"{ap.target}:{ap.func}", ap.name, "")]
+    root = src.tracefs_root
+    if root is None:
+        raise KprobesError("tracepoint wildcards need tracefs", hint="mount tracefs or run as root")
+    events = os.path.join(root, "events")
+    out: List[Target] = []
+    for sys_ in sorted(os.listdir(events)):
+        if not fnmatch.fnmatchcase(sys_, ap.target) or not os.path.isdir(os.path.join(events, sys_)):
+            continue
+        for ev in sorted(os.listdir(os.path.join(events, sys_))):
+            if fnmatch.fnmatchcase(ev, ap.func) and os.path.isdir(os.path.join(events, sys_, ev)):
+                out.append(Target("tracepoint", f"{sys_}:{ev}", f"tracepoint:{sys_}:{ev}", ""))
+    return out
+
+
+def expand(ap: ast.AttachPoint, src: SymbolSource, narrow: Optional[str] = None) -> List[Target]:
+    """The kernel places of one attach point (several for a wildcard, maybe none).
+
+    ``narrow`` (ours, ``--wildcard-filter``) is a second glob kprobe wildcards
+    must also match; it is expanded instead of the (maybe huge) original.
+    """
+    if ap.provider in ("kprobe", "kretprobe"):
+        return _kprobe_targets(ap, src, narrow)
+    if ap.provider in ("uprobe", "uretprobe"):
+        return _uprobe_targets(ap)
+    if ap.provider == "tracepoint":
+        return _tracepoint_targets(ap, src)
+    return []
+
+
+class Governor:
+    """Refuses more than ``budget`` kernel probes unless ``unsafe`` (see module docstring)."""
+
+    def __init__(self, budget: int = DEFAULT_BUDGET, unsafe: bool = False) -> None:
+        self.budget = budget
+        self.unsafe = unsafe
+
+    def check(self, count: int, biggest: str = "") -> None:
+        if count <= self.budget or self.unsafe:
+            return
+        where = f" ({biggest})" if biggest else ""
+        raise KprobesError(
+            f"refusing to attach {count} kernel probes{where}: more than {self.budget} "
+            "probes can slow the whole machine down (every hit is a breakpoint, and probes "
+            "on hot paths fire millions of times a second)",
+            hint="narrow the wildcard, or pass --unsafe if you mean it",
+        )
+
+
+def not_found(ap: ast.AttachPoint) -> NotTraceableError:
+    """The error for a wildcard that matched nothing."""
+    return NotTraceableError(ap.raw, "the wildcard matches no probeable function",
+                             hint="list candidates with: kprobes -l 'PATTERN'")
