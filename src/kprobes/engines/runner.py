@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, TextIO, Tuple
 
+from ..backends.process import spawn_gated
 from ..errors import KprobesError
 from ..events.model import TraceEvent
 from .evaluator import ExitProgram, ProbeRunner, Runtime, compile_variants
@@ -82,25 +83,6 @@ def add_eprobe(session: object, definition: str, *, filter: Optional[str] = None
             ) from None
     session.enable(name)
     return probe
-
-
-def spawn_gated(command: str) -> "Tuple[subprocess.Popen[bytes], int]":
-    """``sh -c COMMAND``, held until a line is written to the returned fd.
-
-    The shell first reads a line from a pipe (by its ``/dev/fd`` path, so the
-    descriptor number may be anything) and only then evaluates COMMAND: the
-    command does nothing before the probes are armed, and its pid is known.
-    """
-    r, w = os.pipe()
-    script = 'read _ < "/dev/fd/$2"; eval "$1"'
-    try:
-        proc = subprocess.Popen(["sh", "-c", script, "kprobes-c", command, str(r)], pass_fds=(r,))
-    except BaseException:
-        os.close(w)
-        raise
-    finally:
-        os.close(r)
-    return proc, w
 
 
 class _Timers:
@@ -188,7 +170,7 @@ def run_plan(
                 runner(_synthetic("BEGIN", time.monotonic_ns()), target)
             if not rt.exit_requested:
                 if opts.command:
-                    proc, gate = spawn_gated(opts.command)
+                    proc, gate = spawn_gated(["sh", "-c", opts.command])
                     os.write(gate, b"go\n")
                     os.close(gate)
                 _loop(s, rt, table, clock, proc, opts)
