@@ -86,16 +86,6 @@ class Probe:
         return f"events/{self.group}/{self.event}"
 
 
-def guess_kind(text: str) -> str:
-    """``kprobe`` or ``uprobe`` from a definition's target word (PATH:WHERE is a uprobe)."""
-    words = text.split()
-    if len(words) >= 2:
-        target = words[1]
-        if ":" in target and ("/" in target.split(":", 1)[0] or target.startswith("lib")):
-            return "uprobe"
-    return "kprobe"
-
-
 class Session:
     """Owns one private tracefs instance and event group; see the module docstring.
 
@@ -319,7 +309,7 @@ class Session:
             self._arm(probe, enable)
         except BaseException:
             self.probes.pop(label, None)
-            fs.write(target if target != "kprobe_events" else target, f"-:{self.group}/{event}\n", append=True)
+            fs.write(target, f"-:{self.group}/{event}\n", append=True)
             raise
         return probe
 
