@@ -16,13 +16,18 @@ Steps, each optional and each reported with a caret when it fails:
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Union
 
 from ..errors import KprobesError
 from ..probes.arch import Arch, get_arch, host_arch
 from ..probes.spec import ProbeSpec
+
+if TYPE_CHECKING:
+    from ..probes import KernelFeatures
 
 __all__ = ["Prepared", "prepare_definition", "guess_kind"]
 
@@ -114,6 +119,31 @@ def _needs_btf(arg: str) -> bool:
     return "." in expr or "[" in expr
 
 
+@functools.lru_cache(maxsize=4)
+def running_kernel_features(tracefs_root: Optional[str]) -> "KernelFeatures":
+    """The running kernel's rules: its tracefs README plus ``uname -r`` (read once).
+
+    ``None`` or an unreadable README: the newest rules.
+    """
+    from ..probes import KernelFeatures
+
+    if tracefs_root:
+        try:
+            with open(os.path.join(tracefs_root, "README")) as f:
+                return KernelFeatures.from_readme(f.read(), release=os.uname().release)
+        except OSError:
+            pass
+    return KernelFeatures.latest()
+
+
+@functools.lru_cache(maxsize=1)
+def vmlinux_btf() -> object:
+    """The kernel's BTF, opened once per process (each probe with names reuses it)."""
+    from ..btf import load_vmlinux
+
+    return load_vmlinux()
+
+
 def prepare_definition(
     text: str,
     *,
@@ -126,7 +156,7 @@ def prepare_definition(
     ``features_source`` is a :class:`~kprobes.backends.tracefs.fs.TraceFS` whose
     README tells the kernel's features (None: validate for the newest kernel).
     """
-    from ..probes import KernelFeatures, expand_friendly, validate
+    from ..probes import expand_friendly, validate
 
     arch_obj = host_arch() if arch is None else (get_arch(arch) if isinstance(arch, str) else arch)
     words = text.split()
@@ -142,11 +172,7 @@ def prepare_definition(
         func = words[1].split(":")[-1].split("+")[0]
         args = words[2:]
         if any(_needs_btf(a) for a in args):
-            btf_obj = btf
-            if btf_obj is None:
-                from ..btf import load_vmlinux
-
-                btf_obj = load_vmlinux()
+            btf_obj = btf if btf is not None else vmlinux_btf()
             from ..btf import compile_btf_arg
 
             compiled: List[str] = []
@@ -154,13 +180,7 @@ def prepare_definition(
                 compiled.append(compile_btf_arg(btf_obj, func, word, arch_obj) if _needs_btf(word) else word)  # type: ignore[arg-type]
             line = " ".join(words[:2] + compiled)
     line = expand_friendly(line, kind, arch_obj)
-    features = None
-    if features_source is not None:
-        try:
-            readme = features_source.read("README")  # type: ignore[attr-defined]
-            features = KernelFeatures.from_readme(readme)
-        except KprobesError:
-            features = None
+    features = running_kernel_features(features_source.root) if features_source is not None else None  # type: ignore[attr-defined]
     parsed = validate(line, kind, features, arch_obj)
     if not isinstance(parsed, ProbeSpec):
         raise KprobesError(

@@ -31,20 +31,19 @@ def build_parser() -> ArgParser:
     return p
 
 
-def _features(version: Optional[str]):  # type: ignore[no-untyped-def]
+def _features(version: Optional[str]) -> object:
     from ..probes import KernelFeatures
 
     if version:
         return KernelFeatures.for_version(version)
-    for root in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
-        try:
-            with open(f"{root}/README") as f:
-                import os
+    from ..backends.prepare import running_kernel_features
+    from ..backends.tracefs.fs import find_tracefs
 
-                return KernelFeatures.from_readme(f.read(), release=os.uname().release)
-        except OSError:
-            continue
-    return KernelFeatures.latest()
+    try:
+        root: Optional[str] = find_tracefs(mount=False)
+    except KprobesError:
+        root = None  # no tracefs (or not allowed): validate for the newest kernel
+    return running_kernel_features(root)
 
 
 def check_one(text: str, kind: str, features: object, arch: str) -> Dict[str, object]:
