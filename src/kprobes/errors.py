@@ -23,6 +23,8 @@ __all__ = [
     "KernelRefused",
     "BTFError",
     "ELFError",
+    "BPFError",
+    "VerifierError",
     "caret_line",
 ]
 
@@ -157,3 +159,32 @@ class BTFError(KprobesError):
 
 class ELFError(KprobesError):
     """A binary that cannot be read or a symbol that is not in it."""
+
+
+class BPFError(KprobesError):
+    """A ``bpf(2)`` or ``perf_event_open(2)`` call the kernel refused.
+
+    ``errno`` is the kernel's error number (None when the refusal was ours).
+    """
+
+    def __init__(self, message: str, *, errno: Optional[int] = None,
+                 hint: Optional[str] = None) -> None:
+        self.errno = errno
+        super().__init__(message, hint=hint)
+
+
+class VerifierError(BPFError):
+    """The BPF verifier rejected a program; ``log`` is its whole log, ``message``
+    ends with the log's last lines (where the verifier stopped and why)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, log: str, *, errno: Optional[int] = None,
+                 hint: Optional[str] = None, tail: int = 12) -> None:
+        self.log = log
+        lines = [ln for ln in log.rstrip("\n").splitlines() if ln.strip()]
+        self.last_lines = tuple(lines[-tail:])
+        if self.last_lines:
+            message = message + "\nverifier log (last lines):\n" + "\n".join(
+                "  " + ln for ln in self.last_lines)
+        super().__init__(message, errno=errno, hint=hint)
