@@ -132,7 +132,7 @@ def test_cli_stats_json_and_loss_is_error() -> None:
     assert summary["probes"]["sys_enter_read"]["delivered"] == len(events)
     assert summary["lost"] > 0, "a 4 KiB buffer at full dd speed should overflow"
     assert rc == 3, err
-    assert f"kprobes: {summary['lost']} events lost (raw reader):" in err
+    assert f"kprobes: {summary['lost']} events lost: ring buffer overrun on CPU" in err
     assert "--loss-is-error" in err
     assert "sys_enter_read" in err.split("probe")[1]  # the --stats table
     assert session_leftovers() == []

@@ -90,10 +90,12 @@ def test_cpu_stats_deltas_and_totals(tmp_path: Path) -> None:
     assert ledger.probe_misses == 18
     assert ledger.total_lost == 40 + 2 + 18
     report = ledger.report()
-    assert report.splitlines()[0] == "kprobes: 60 events lost (raw reader):"
-    assert "overrun 3; commit overrun 2; dropped 7; cpu0: 3, cpu1: 9" in report
+    assert len(report.splitlines()) == 1 and report.startswith("kprobes: 60 events lost: ")
+    assert ("ring buffer overrun on CPUs 0, 1 (3 overwritten, 2 lost to nested writers, "
+            "7 dropped, buffer full; raise --buffer-size)") in report
     assert "probe rd: kernel missed 17 hits (maxactive exhausted or recursion" in report
     assert "probe op: kernel missed 1 hits (recursion" in report
+    assert "2 records could not be decoded" in report
     rec = json.loads(ledger.to_json_text())
     assert rec["lost"] == 60 and rec["probes"]["rd"] == {
         "kind": "kprobe", "delivered": 5, "kernel_hits": 900, "misses": 17}

@@ -272,7 +272,8 @@ def test_session_reads_raw_and_counts_losses(tmp_path: Path, monkeypatch: pytest
         assert L.total_lost == 12
         rec = L.to_json()
         assert rec["lost"] == 12 and rec["reader"] == "raw"
-        assert "ring buffer lost 12 events" in L.report()
+        assert L.report() == ("kprobes: 12 events lost: ring buffer overrun on CPU 1 "
+                              "(10 overwritten, 2 dropped, buffer full; raise --buffer-size)")
 
 
 def test_session_loss_is_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

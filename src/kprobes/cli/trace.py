@@ -103,11 +103,17 @@ def run(args: List[str], streams: Streams) -> int:
     ns = parse(build_parser(), args, streams)
     if ns is None:
         return 0
+    from . import validate
+
+    validate.check_duration(ns.duration)
+    validate.check_buffer_size(ns.buffer_size)
+    validate.check_pid(ns.pid)
+    validate.check_shell_command(ns.command)
     from ..backends.tracefs.session import Session
 
     t0 = time.monotonic()
     proc: Optional["subprocess.Popen[bytes]"] = None
-    interrupted = False
+    interrupted = 0
     with Session(buffer_size_kb=ns.buffer_size, arch=ns.arch, reader=ns.reader) as s:
         for d in ns.definitions:
             if d.startswith(("t:", "tracepoint:")):
@@ -134,8 +140,10 @@ def run(args: List[str], streams: Streams) -> int:
                 else:
                     out.write(format_event(ev, label) + "\n")
                 out.flush()
-        except KeyboardInterrupt:
-            interrupted = True  # report what was counted, then exit 130 after cleanup
+        except KeyboardInterrupt as e:
+            # SIGINT, or SIGTERM/SIGHUP (SessionInterrupted): everything recorded before it
+            # was drained and printed; report what was counted, exit 128+signal after cleanup
+            interrupted = getattr(e, "exit_code", 130)
         finally:
             if proc is not None and proc.poll() is None:
                 proc.terminate()
@@ -159,7 +167,7 @@ def run(args: List[str], streams: Streams) -> int:
             out.write(json.dumps(rec) + "\n")
             out.flush()
     if interrupted:
-        return 130
+        return interrupted
     if ns.loss_is_error and ledger.any_loss:
         streams.err.write(f"kprobes: error: {ledger.total_lost} events lost (--loss-is-error)\n")
         return EXIT_LOSS

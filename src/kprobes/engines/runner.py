@@ -269,8 +269,8 @@ def _report_lost(s: object, err: TextIO) -> None:
     if ledger is not None:
         try:
             if ledger.any_loss:
-                err.write("kprobes: events were lost: " + ledger.report().replace("\n", "; ") + "\n")
-        except Exception:  # noqa: BLE001 - a report must never hide the program's output
+                err.write(ledger.report() + "\n")  # one sentence: "kprobes: N events lost: why"
+        except (OSError, ValueError, KprobesError):  # the report never hides the program's output
             pass
         return
     unparsed = getattr(s, "unparsed", [])

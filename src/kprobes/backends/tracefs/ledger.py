@@ -65,7 +65,7 @@ class EventsLost(KprobesError):
     def __init__(self, ledger: LossLedger) -> None:
         self.ledger = ledger
         super().__init__(
-            f"{ledger.total_lost} events were lost\n{ledger.report()}",
+            f"{ledger.total_lost} events were lost ({ledger.report().split(': ', 2)[-1]})",
             hint="a larger buffer (--buffer-size KB), fewer or filtered probes, or the raw reader help",
         )
 
@@ -303,42 +303,43 @@ class LossLedger:
     # ---------------------------------------------------------------- output
 
     def report(self) -> str:
-        """A few lines for stderr: only the non-zero counters."""
-        lines: List[str] = []
+        """One sentence for stderr naming every non-zero cause, or "" when nothing was lost.
+
+        ``kprobes: 4 events lost: ring buffer overrun on CPU 1 (raise --buffer-size)``
+        """
+        causes: List[str] = []
         rb = sum(c.lost for c in self.cpus.values())
         if rb:
-            per = ", ".join(
-                f"cpu{cpu}: {c.lost}" for cpu, c in sorted(self.cpus.items()) if c.lost
-            )
-            parts = []
+            kinds = []
             for name, value in (
-                ("overrun", sum(c.overrun for c in self.cpus.values())),
-                ("commit overrun", sum(c.commit_overrun for c in self.cpus.values())),
-                ("dropped", sum(c.dropped for c in self.cpus.values())),
+                ("overwritten", sum(c.overrun for c in self.cpus.values())),
+                ("lost to nested writers", sum(c.commit_overrun for c in self.cpus.values())),
+                ("dropped, buffer full", sum(c.dropped for c in self.cpus.values())),
             ):
                 if value:
-                    parts.append(f"{name} {value}")
-            lines.append(f"ring buffer lost {rb} events ({'; '.join(parts)}; {per})")
-        if self.pages_flagged:
-            known = f"{self.page_missed_events} events"
-            if self.pages_flagged_uncounted:
-                known += f" + {self.pages_flagged_uncounted} pages with an unstored count"
-            lines.append(f"reader saw {self.pages_flagged} pages flagged missed-events ({known})")
-        if self.text_lost:
-            lines.append(f"trace_pipe reported {self.text_lost} lost events")
+                    kinds.append(f"{value} {name}")
+            cpus = [str(cpu) for cpu, c in sorted(self.cpus.items()) if c.lost]
+            where = ("CPU " if len(cpus) == 1 else "CPUs ") + ", ".join(cpus)
+            causes.append(f"ring buffer overrun on {where} ({', '.join(kinds)}; raise --buffer-size)")
+        elif self.pages_flagged or self.text_lost:
+            n = max(self.page_missed_events + self.pages_flagged_uncounted, self.text_lost)
+            extra = (f", {self.pages_flagged_uncounted} pages with an unstored count"
+                     if self.pages_flagged_uncounted else "")
+            causes.append(f"ring buffer overrun seen by the reader ({n} events{extra}; "
+                          "raise --buffer-size)")
         for p in self.probes.values():
             if p.misses:
                 why = "maxactive exhausted or recursion" if p.is_return and p.kind == "kprobe" else "recursion"
-                lines.append(f"probe {p.label}: kernel missed {p.misses} hits ({why}; kprobe_profile)")
+                causes.append(f"probe {p.label}: kernel missed {p.misses} hits ({why})")
         if self.undecodable:
-            lines.append(f"{self.undecodable} records could not be decoded")
+            causes.append(f"{self.undecodable} records could not be decoded")
         if self.unparsed_lines:
-            lines.append(f"{self.unparsed_lines} trace lines could not be parsed")
+            causes.append(f"{self.unparsed_lines} trace lines could not be parsed")
         if self.left_unread:
-            lines.append(f"{self.left_unread} events were still in the buffer when reading stopped")
-        if lines:
-            lines.insert(0, f"kprobes: {self.total_lost} events lost ({self.reader} reader):")
-        return "\n".join(lines)
+            causes.append(f"{self.left_unread} events were still in the buffer when reading stopped")
+        if not causes:
+            return ""
+        return f"kprobes: {self.total_lost} events lost: " + "; ".join(causes)
 
     def to_json(self) -> Dict[str, object]:
         """The ledger as one JSON-serialisable record."""

@@ -60,18 +60,49 @@ def _removal_file(fs: TraceFS, src: str, typ: str) -> str:
 
 
 def remove_group_events(fs: TraceFS, group: str, report: Optional[GcReport] = None) -> None:
-    """Disable (everywhere) and delete every dynamic event of ``group``."""
-    for src, typ, grp, ev in list_dynamic_events(fs):
-        if grp != group:
-            continue
-        _disable_everywhere(fs, grp, ev)
+    """Disable (everywhere) and delete every dynamic event of ``group``, in a few writes.
+
+    The group's ``enable`` file is cleared at the top level and in every
+    instance that has the group (one write each), then ``-:GROUP/`` (an empty
+    event name matches every event of the group: kprobetrace.rst,
+    uprobetracer.rst) removes all definitions in one write.  Events the
+    kernel kept (an old kernel without group removal, an event busy
+    elsewhere) are then removed one by one.
+    """
+    events = [(src, typ, ev) for src, typ, grp, ev in list_dynamic_events(fs) if grp == group]
+    if not events:
+        return
+    _disable_group_everywhere(fs, group)
+    files = sorted({_removal_file(fs, src, typ) for src, typ, _ev in events})
+    for rel in files:
         try:
-            fs.write(_removal_file(fs, src, typ), f"-:{grp}/{ev}\n", append=True)
+            fs.write(rel, f"-:{group}/\n", append=True)
+        except OSError:
+            pass  # EINVAL (no group removal) or EBUSY: fall back to one by one
+    left = {(grp, ev) for _s, _t, grp, ev in list_dynamic_events(fs) if grp == group}
+    for src, typ, ev in events:
+        if (group, ev) not in left:
             if report is not None:
-                report.removed_events.append(f"{grp}/{ev}")
+                report.removed_events.append(f"{group}/{ev}")
+            continue
+        _disable_everywhere(fs, group, ev)
+        try:
+            fs.write(_removal_file(fs, src, typ), f"-:{group}/{ev}\n", append=True)
+            if report is not None:
+                report.removed_events.append(f"{group}/{ev}")
         except OSError as e:
             if report is not None:
-                report.failed.append((f"{grp}/{ev}", os.strerror(e.errno or 0)))
+                report.failed.append((f"{group}/{ev}", os.strerror(e.errno or 0)))
+
+
+def _disable_group_everywhere(fs: TraceFS, grp: str) -> None:
+    rels = [f"events/{grp}"] + [f"instances/{i}/events/{grp}" for i in fs.listdir("instances")]
+    for rel in rels:
+        try:
+            if fs.exists(f"{rel}/enable"):
+                fs.write(f"{rel}/enable", "0")
+        except OSError:
+            pass
 
 
 def _disable_everywhere(fs: TraceFS, grp: str, ev: str) -> None:

@@ -49,18 +49,41 @@ from .ledger import EventsLost, LossLedger, read_cpu_stats, read_probe_counters
 from .owner import current_owner
 from .reaper import GcReport, list_dynamic_events, reap, remove_group_events, remove_instance
 
-__all__ = ["Session", "Probe", "SessionInterrupted", "EventsLost"]
+__all__ = ["Session", "Probe", "SessionInterrupted", "CleanupInterrupted", "EventsLost"]
 
 Handler = Callable[[TraceEvent], None]
 
 
-class SessionInterrupted(KprobesError):
-    """SIGTERM or SIGHUP arrived: the session was cleaned up and the program should exit."""
+class SessionInterrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: the session stops, cleans up, and the program should exit.
+
+    A :class:`KeyboardInterrupt` (not a :class:`~kprobes.errors.KprobesError`,
+    not an :class:`Exception`), so that no ``except Exception``/``except
+    KprobesError`` on the way can swallow it, and code that already stops on
+    Ctrl-C stops on these signals the same way.  ``exit_code`` is 128 + signal.
+    """
+
+    hint: Optional[str] = None
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}; probes removed")
+        self.message = f"interrupted by {signal.Signals(signum).name}; probes removed"
+        super().__init__(self.message)
         self.exit_code = 128 + signum
+
+    def format(self) -> str:
+        return self.message
+
+
+class CleanupInterrupted(KprobesError):
+    """A second interruption stopped the cleanup: some probes are still defined."""
+
+    def __init__(self, left: int, group: str) -> None:
+        super().__init__(
+            f"cleanup interrupted: {left} probes of group {group} left",
+            hint="run: kprobes gc",
+        )
+        self.left = left
 
 
 @dataclass(frozen=True)
@@ -135,7 +158,9 @@ class Session:
         self.reader_kind: Optional[str] = None
         self.reader_fallback: Optional[str] = None
         self.ledger = LossLedger(reader=reader)
-        self.drain_seconds = 0.25
+        #: Upper bound of the final drain (normal end / after a signal), seconds.
+        self.drain_seconds = 5.0
+        self.signal_drain_seconds = 0.5
         owner = current_owner()
         self.name = owner.name
         self.group = owner.name
@@ -148,6 +173,11 @@ class Session:
         self._reader: Optional[EventReader] = None
         self._stop = False
         self._counter = 0
+        self._iterating = False
+        self._closing = False
+        self._signalled: Optional[int] = None
+        self._pending_signal: Optional[int] = None
+        self._quiesced = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -155,8 +185,12 @@ class Session:
         self.open()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.close()
+        pending = self._pending_signal
+        self._pending_signal = None
+        if pending is not None and exc_type is None:
+            raise KeyboardInterrupt() if pending == signal.SIGINT else SessionInterrupted(pending)
 
     @property
     def instance(self) -> str:
@@ -169,6 +203,15 @@ class Session:
         self.fs = fs
         if self.reap_dead:
             self.reaped = reap(fs, keep=self.group)
+        # Handlers first: a signal between mkdir and here would leave the instance behind.
+        self._closing = False
+        self._signalled = self._pending_signal = None
+        if self.handle_signals and threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                cur = signal.getsignal(s)
+                if s == signal.SIGINT and cur is not signal.default_int_handler:
+                    continue  # somebody else handles Ctrl-C: leave it to them
+                self._old_signals[s] = signal.signal(s, self._on_signal)
         try:
             os.mkdir(fs.path(self.instance))
         except FileExistsError:
@@ -176,19 +219,21 @@ class Session:
         except PermissionError as e:
             from ...errors import PermissionProblem
 
+            self._restore_signals()
             raise PermissionProblem(
                 f"cannot create a tracefs instance in {fs.path('instances')}: permission denied",
                 hint="run as root, or with CAP_PERFMON and write access to tracefs",
             ) from e
         except FileNotFoundError as e:
+            self._restore_signals()
             raise FeatureMissing(
                 f"{fs.path('instances')} does not exist: this kernel has no tracefs instances",
             ) from e
+        except BaseException:
+            self._restore_signals()
+            raise
         self._open = True
         atexit.register(self.close)
-        if self.handle_signals and threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGTERM, signal.SIGHUP):
-                self._old_signals[s] = signal.signal(s, self._on_signal)
         try:
             if self.clock:
                 clocks = fs.read(f"{self.instance}/trace_clock")
@@ -202,58 +247,108 @@ class Session:
             raise
 
     def _on_signal(self, signum: int, _frame: Optional[FrameType]) -> None:
+        """SIGINT/SIGTERM/SIGHUP: stop reading (then drain), or raise, or defer during cleanup.
+
+        * while :meth:`events` runs, the first signal stops it: recording stops,
+          the buffers are drained (bounded by :attr:`signal_drain_seconds`) and
+          :meth:`events` then raises the interruption;
+        * during :meth:`close` the first signal is remembered (cleanup goes on,
+          ``with`` re-raises it afterwards); another SIGINT interrupts cleanup;
+        * otherwise (arming, a second signal) it raises at once.
+        """
+        if self._closing:
+            if self._pending_signal is None or signum != signal.SIGINT:
+                self._pending_signal = self._pending_signal or signum
+                return
+            raise KeyboardInterrupt()
+        if self._iterating and self._signalled is None:
+            self._signalled = signum
+            self._stop = True
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt()
         raise SessionInterrupted(signum)
 
-    def close(self) -> None:
-        """Disable and remove everything this session made; safe to call twice."""
-        if not self._open:
-            return
-        self._open = False
-        fs = self.fs
-        assert fs is not None
-        errors: List[str] = []
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-        for p in list(self.probes.values()):
-            try:
-                rel = f"{self.instance}/{p.rel}"
-                if fs.exists(f"{rel}/enable"):
-                    fs.write(f"{rel}/enable", "0")
-                if p.filter and fs.exists(f"{rel}/filter"):
-                    fs.write(f"{rel}/filter", "0")
-            except (OSError, KprobesError) as e:
-                errors.append(f"{p.label}: {e}")
-        try:
-            remove_instance(fs, self.name)
-        except OSError as e:
-            errors.append(f"instance {self.name}: {e}")
-        try:
-            # The kernel can refuse a removal with EBUSY for a moment after the instance
-            # went away (its event files are released asynchronously): retry briefly.
-            for delay in (0.0, 0.02, 0.05, 0.1, 0.2):
-                time.sleep(delay)
-                remove_group_events(fs, self.group)
-                left = [e for e in list_dynamic_events(fs) if e[2] == self.group]
-                if not left:
-                    break
-            else:
-                errors.append(f"group {self.group}: {', '.join(e[3] for e in left)} still defined")
-        except (OSError, KprobesError) as e:
-            errors.append(f"group {self.group}: {e}")
-        self.probes.clear()
+    def _restore_signals(self) -> None:
         for s, old in self._old_signals.items():
             try:
                 signal.signal(s, old)  # type: ignore[arg-type]
             except (ValueError, TypeError):
                 pass
         self._old_signals.clear()
+
+    def close(self) -> None:
+        """Disable and remove everything this session made; safe to call twice.
+
+        Batched: one write disables every event of the instance, ``rmdir``
+        removes the instance (and with it filters and triggers), one
+        ``-:GROUP/`` write removes every dynamic event of the group (each is
+        then removed by name only when the kernel left some).  Signals that
+        arrive meanwhile are deferred; a second Ctrl-C interrupts the cleanup
+        with :class:`CleanupInterrupted` (``kprobes gc`` removes the rest).
+        """
+        if not self._open:
+            return
+        self._open = False
+        self._closing = True
+        fs = self.fs
+        assert fs is not None
+        errors: List[str] = []
+        try:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+            try:
+                if fs.exists(f"{self.instance}/events/enable"):
+                    fs.write(f"{self.instance}/events/enable", "0")
+            except (OSError, KprobesError):
+                pass  # rmdir disables them anyway
+            try:
+                remove_instance(fs, self.name)
+            except OSError as e:
+                errors.append(f"instance {self.name}: {os.strerror(e.errno or 0)}")
+            if any(p.kind != "tracepoint" for p in self.probes.values()):
+                left = self._remove_group(fs)
+                if left:
+                    errors.append(f"group {self.group}: {', '.join(left[:5])} still defined")
+        except KeyboardInterrupt:
+            left_n = self._count_left(fs)
+            self._finish_close()
+            raise CleanupInterrupted(left_n, self.group) from None
+        self._finish_close()
+        if errors:
+            raise KprobesError("cleanup was incomplete: " + "; ".join(errors), hint="run: kprobes gc")
+
+    def _remove_group(self, fs: TraceFS) -> List[str]:
+        """Remove every dynamic event of our group; returns the names the kernel kept."""
+        left: List[str] = []
+        # The kernel can refuse a removal with EBUSY for a moment after the instance
+        # went away (its event files are released asynchronously): retry briefly.
+        for delay in (0.0, 0.02, 0.05, 0.1, 0.2):
+            time.sleep(delay)
+            try:
+                remove_group_events(fs, self.group)
+                left = [e[3] for e in list_dynamic_events(fs) if e[2] == self.group]
+            except (OSError, KprobesError) as e:
+                left = [str(e)]
+            if not left:
+                break
+        return left
+
+    def _count_left(self, fs: TraceFS) -> int:
+        try:
+            return sum(1 for e in list_dynamic_events(fs) if e[2] == self.group)
+        except (OSError, KprobesError):
+            return len(self.probes)
+
+    def _finish_close(self) -> None:
+        self.probes.clear()
+        self._restore_signals()
+        self._closing = False
         try:
             atexit.unregister(self.close)
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
-        if errors:
-            raise KprobesError("cleanup was incomplete: " + "; ".join(errors), hint="run: kprobes gc")
 
     def _require_open(self) -> TraceFS:
         if not self._open or self.fs is None:
@@ -418,58 +513,90 @@ class Session:
     ) -> Iterator[TraceEvent]:
         """Yield events from the instance's buffer as they arrive.
 
-        Stops after ``duration`` seconds, when ``until()`` returns True, or when
-        :meth:`stop` is called, then reads what is still buffered for at most
-        :attr:`drain_seconds`.  Lines/records that cannot be decoded are kept
-        in :attr:`unparsed` (text) and counted in :attr:`ledger`, never dropped
-        silently; the ledger is brought up to date when the iteration ends.
+        Stops after ``duration`` seconds, when ``until()`` returns True, when
+        :meth:`stop` is called or on SIGINT/SIGTERM/SIGHUP (see
+        :meth:`_on_signal`).  Then the instance stops recording (its
+        ``tracing_on``; :meth:`events` turns it on again when called anew) and
+        every per-CPU buffer is read until the kernel's own count of unread
+        entries is zero, for at most :attr:`drain_seconds`
+        (:attr:`signal_drain_seconds` after a signal): whatever happened before
+        the stop is delivered.  After a signal the drain ends by raising
+        :class:`KeyboardInterrupt` (SIGINT) or :class:`SessionInterrupted`.
+
+        Lines/records that cannot be decoded are kept in :attr:`unparsed`
+        (text) and counted in :attr:`ledger`, never dropped silently; the ledger
+        is brought up to date when the iteration ends.
         """
         reader = self._open_reader()
+        fs = self._require_open()
+        if self._quiesced:
+            self._set_recording(fs, True)
         deadline = None if duration is None else time.monotonic() + duration
         self._stop = False
-        draining = False
-        drain_end = 0.0
+        self._signalled = None
         by_event = {(p.group, p.event): p.label for p in self.probes.values()}
         own = self.group
         batch: List[TraceEvent] = []
         pos = 0
+        self._iterating = True
         try:
-            while True:
-                if not draining:
-                    if self._stop or (until is not None and until()) or (
-                        deadline is not None and time.monotonic() >= deadline
-                    ):
-                        # Read what is buffered, for a bounded time: probes that fire on
-                        # other processes' activity keep the buffer non-empty forever.
-                        draining = True
-                        drain_end = time.monotonic() + self.drain_seconds
-                if not draining:
-                    timeout = poll_ms
-                    if deadline is not None:
-                        timeout = max(0, min(poll_ms, int((deadline - time.monotonic()) * 1000)))
-                    reader.wait(timeout)
+            while not (self._stop or (until is not None and until()) or (
+                deadline is not None and time.monotonic() >= deadline
+            )):
+                timeout = poll_ms
+                if deadline is not None:
+                    timeout = max(0, min(poll_ms, int((deadline - time.monotonic()) * 1000)))
+                reader.wait(timeout)
                 self._tally(batch, pos, by_event, own)
                 batch, pos = reader.read(), 0
                 self._take_unparsed(reader)
-                if batch:
-                    for ev in batch:
-                        pos += 1
-                        yield ev
-                    if not draining or time.monotonic() < drain_end:
-                        continue
-                if draining:
-                    self._tally(batch, pos, by_event, own)
-                    batch, pos = reader.flush(), 0
-                    for ev in batch:
-                        pos += 1
-                        yield ev
-                    self._take_unparsed(reader)
-                    break
+                for ev in batch:
+                    pos += 1
+                    yield ev
+            # Stop recording, then read until the kernel says nothing is left.
+            self._set_recording(fs, False)
+            limit = self.drain_seconds if self._signalled is None else self.signal_drain_seconds
+            drain_end = time.monotonic() + limit
+            while True:
+                self._tally(batch, pos, by_event, own)
+                batch, pos = reader.read(), 0
+                self._take_unparsed(reader)
+                for ev in batch:
+                    pos += 1
+                    yield ev
+                if batch and time.monotonic() < drain_end:
+                    continue
+                self._tally(batch, pos, by_event, own)
+                batch, pos = reader.flush(), 0
+                for ev in batch:
+                    pos += 1
+                    yield ev
+                self._take_unparsed(reader)
+                if time.monotonic() >= drain_end or not self._quiesced or self._buffer_empty(fs):
+                    break  # (still recording: "empty" can never be reached under load)
+                time.sleep(0.002)  # a writer that passed tracing_on is still committing
         finally:
+            self._iterating = False
             self._tally(batch, pos, by_event, own)
             self.refresh_ledger()
+        signalled, self._signalled = self._signalled, None
+        if signalled is not None:
+            raise KeyboardInterrupt() if signalled == signal.SIGINT else SessionInterrupted(signalled)
         if self.loss_is_error and self.ledger.any_loss:
             raise EventsLost(self.ledger)
+
+    def _set_recording(self, fs: TraceFS, on: bool) -> None:
+        """The instance's ``tracing_on`` (only this instance's buffer)."""
+        try:
+            fs.write(f"{self.instance}/tracing_on", "1" if on else "0")
+            self._quiesced = not on
+        except (OSError, KprobesError):
+            pass
+
+    def _buffer_empty(self, fs: TraceFS) -> bool:
+        """Whether every CPU's ``entries`` (committed, unread events) is zero."""
+        stats = read_cpu_stats(fs, self.instance)
+        return all(st.entries == 0 for st in stats.values())
 
     def _tally(
         self, batch: List[TraceEvent], n: int, by_event: Mapping[Tuple[str, str], str], own: str
