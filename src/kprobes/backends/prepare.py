@@ -93,6 +93,9 @@ def _resolve_uprobe_place(word: str, is_return_hint: bool) -> str:
             from .symbols.ldcache import resolve_library
 
             path = resolve_library(path)
+        from .symbols.elf import check_file_offset
+
+        check_file_offset(path, int(where, 16) if where[:2] in ("0x", "0X") else int(where))
         return f"{path}:{where}{ref}{suffix}"
     from .symbols.elf import resolve_uprobe
 

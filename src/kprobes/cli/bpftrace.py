@@ -72,16 +72,22 @@ def run(args: List[str], streams: Streams) -> int:
     ns = parser.parse_args(args)
     if ns.list:
         return list_probes(ns.file or ns.program, ns.verbose, streams)
+    from . import validate
+
+    validate.check_duration(ns.duration)
+    validate.check_buffer_size(ns.buffer_size)
     if ns.program is not None and ns.file is not None:
         raise UsageError("give either -e PROGRAM or a program file, not both")
     if ns.program is not None:
         text, filename = ns.program, "stdin"
     elif ns.file is not None:
         try:
-            with open(ns.file, encoding="utf-8") as src:
-                text = src.read()
+            with open(ns.file, "rb") as src:
+                data = src.read()
         except OSError as e:
-            raise KprobesError(f"cannot read {ns.file}: {e.strerror}") from None
+            raise KprobesError(f"cannot read {ns.file}: {e.strerror}",
+                               hint="give the path of a bpftrace program file (.bt)") from None  # fmt: skip
+        text = validate.decode_program(data, ns.file)
         filename = ns.file
     else:
         raise UsageError("no program given", hint="kprobes -e 'PROGRAM' or kprobes FILE.bt")
@@ -102,12 +108,19 @@ def run(args: List[str], streams: Streams) -> int:
     if ns.dry_run:
         streams.out.write(plan.describe())
         return 0
+    validate.check_pid(ns.pid)
+    validate.check_shell_command(ns.command)
+    validate.check_output_path(ns.output)
     opts = RunOptions(command=ns.command, pid=ns.pid, duration=ns.duration, fmt=ns.format,
                       buffer_size_kb=ns.buffer_size)
     out: TextIO = streams.out
     fh: Optional[TextIO] = None
     if ns.output:
-        fh = open(ns.output, "w", encoding="utf-8")
+        try:
+            fh = open(ns.output, "w", encoding="utf-8")
+        except OSError as e:
+            raise KprobesError(f"-o {ns.output}: {e.strerror}",
+                               hint="give a file in a directory you can write to") from None  # fmt: skip
         out = fh
     try:
         return run_engine(plan, opts, out, streams.err)

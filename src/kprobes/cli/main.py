@@ -17,6 +17,8 @@ from ..errors import KprobesError
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+#: An unexpected exception: a bug in kprobes (sysexits' EX_SOFTWARE).
+EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
 
 SUBCOMMANDS: Dict[str, str] = {
@@ -61,13 +63,42 @@ def report_error(e: KprobesError, streams: Streams) -> None:
     streams.err.write(f"kprobes: error: {e.format()}\n")
 
 
+def report_internal(e: BaseException, streams: Streams) -> None:
+    """The one line an unexpected exception gets (the traceback only with KPROBES_DEBUG=1)."""
+    text = " ".join(str(e).split()) or "(no message)"
+    if len(text) > 300:
+        text = text[:297] + "..."
+    streams.err.write(
+        f"kprobes: internal error: {type(e).__name__}: {text} (this is a bug; please report it, "
+        "run with KPROBES_DEBUG=1 for the traceback)\n"
+    )
+
+
+def _debug_env() -> bool:
+    return os.environ.get("KPROBES_DEBUG", "") not in ("", "0")
+
+
 def main(argv: Optional[Sequence[str]] = None, streams: Optional[Streams] = None) -> int:
-    """Run the CLI; returns the exit status (never calls sys.exit)."""
+    """Run the CLI; returns the exit status (never calls sys.exit).
+
+    A :class:`KprobesError` becomes ``kprobes: error: MESSAGE`` (and its
+    ``hint:`` line) with its exit code; any other exception is a bug and
+    becomes one ``kprobes: internal error:`` line with status 70
+    (``KPROBES_DEBUG=1`` or ``--debug``: the traceback instead).
+    KeyboardInterrupt exits 130; other BaseExceptions pass through.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     st = streams or Streams()
-    debug = "--debug" in args
-    if debug:
+    debug = "--debug" in args or _debug_env()
+    if "--debug" in args:
         args.remove("--debug")
+    try:
+        from .validate import check_arguments
+
+        check_arguments(args)
+    except KprobesError as e:
+        report_error(e, st)
+        return e.exit_code
     if not args or args[0] in ("-h", "--help"):
         st.out.write(USAGE)
         return EXIT_OK if args else EXIT_USAGE
@@ -98,10 +129,13 @@ def main(argv: Optional[Sequence[str]] = None, streams: Optional[Streams] = None
             raise
         report_error(e, st)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if debug:
             raise
-        return EXIT_INTERRUPTED
+        # Ctrl-C: 130; a stop signal raised as a KeyboardInterrupt subclass carries
+        # its own status (128 + signal number).
+        code = getattr(e, "exit_code", EXIT_INTERRUPTED)
+        return code if isinstance(code, int) else EXIT_INTERRUPTED
     except BrokenPipeError:
         # Reader went away (| head): exit quietly, like cat.
         try:
@@ -110,6 +144,11 @@ def main(argv: Optional[Sequence[str]] = None, streams: Optional[Streams] = None
         except (OSError, ValueError):
             pass
         return EXIT_OK
+    except Exception as e:  # noqa: BLE001 - last resort: one line, not a traceback
+        if debug:
+            raise
+        report_internal(e, st)
+        return EXIT_INTERNAL
 
 
 class ArgParser(argparse.ArgumentParser):

@@ -91,6 +91,16 @@ def run(args: List[str], streams: Streams) -> int:
         return 0
     if command and ns.pid:
         raise UsageError("give either -p PID or a COMMAND, not both")
+    from . import validate
+
+    validate.check_duration(ns.duration)
+    validate.check_buffer_size(ns.buffer_size)
+    validate.check_pid(ns.pid)
+    validate.check_output_path(ns.output)
+    if command:
+        from ..backends.process import resolve_command
+
+        resolve_command(command[0])
     events = split_events(ns.event)
     if not events:
         raise UsageError("no events to record", hint="e.g. -e probe:do_sys_openat2")

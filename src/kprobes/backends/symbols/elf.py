@@ -41,6 +41,7 @@ __all__ = [
     "Symbol",
     "UprobeLocation",
     "parse_symbol_spec",
+    "check_file_offset",
     "resolve_uprobe",
     "DEBUG_ROOT",
     "symbols_matching",
@@ -291,7 +292,10 @@ class ELFFile:
                 hint="give the full path of the binary or a library name such as libc",
             ) from None
         except IsADirectoryError:
-            raise ELFError(f"{self.path}: is a directory, not an ELF file") from None
+            raise ELFError(
+                f"{self.path}: is a directory, not an ELF file",
+                hint="give the path of an executable or a shared library inside it",
+            ) from None
         except PermissionError:
             raise ELFError(
                 f"{self.path}: permission denied", hint="run as root or make the file readable"
@@ -301,13 +305,22 @@ class ELFFile:
             if stat.S_ISDIR(st.st_mode):
                 raise ELFError(f"{self.path}: is a directory, not an ELF file")
             if not stat.S_ISREG(st.st_mode):
-                raise ELFError(f"{self.path}: not a regular file")
+                raise ELFError(
+                    f"{self.path}: not a regular file",
+                    hint="uprobes need a compiled executable or shared library",
+                )
             size = st.st_size
             if size < 16:
-                raise ELFError(f"{self.path}: not an ELF file ({size} bytes)")
+                raise ELFError(
+                    f"{self.path}: not an ELF file ({size} bytes)",
+                    hint="uprobes need a compiled executable or shared library",
+                )
             data = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         except (OSError, ValueError) as exc:
-            raise ELFError(f"{self.path}: cannot map file: {exc}") from None
+            raise ELFError(
+                f"{self.path}: cannot map file: {exc}",
+                hint="uprobes need a readable executable or shared library",
+            ) from None
         finally:
             os.close(fd)
         magic = bytes(data[:4])
@@ -781,6 +794,22 @@ def resolve_uprobe(path: str, spec: str, *, debug_root: str | None = DEBUG_ROOT)
     """Open ``path`` and resolve ``SYMBOL[+OFFS]`` to a file offset."""
     with ELFFile(path, debug_root=debug_root) as elf:
         return elf.locate(spec)
+
+
+def check_file_offset(path: str, offset: int) -> None:
+    """A raw uprobe place ``PATH:OFFSET``: ``path`` is an ELF file and ``offset`` is inside it.
+
+    The kernel answers both mistakes with a bare EINVAL; this names them.
+    """
+    with ELFFile(path, debug_root=None) as elf:
+        elf.elf_type  # noqa: B018 - reads and checks the ELF header
+        size = os.path.getsize(path)
+        if offset >= size:
+            raise ELFError(
+                f"{path}: offset 0x{offset:x} is past the end of the file ({size} bytes)",
+                hint="a uprobe offset is a file offset into the binary; use a symbol "
+                "(PATH:SYMBOL or PATH:SYMBOL+OFFS) or take the offset from objdump -d / readelf",
+            )
 
 
 def symbols_matching(path: str, patterns: Sequence[str]) -> list[str]:
