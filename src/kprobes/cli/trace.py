@@ -103,6 +103,12 @@ def run(args: List[str], streams: Streams) -> int:
     ns = parse(build_parser(), args, streams)
     if ns is None:
         return 0
+    from . import validate
+
+    validate.check_duration(ns.duration)
+    validate.check_buffer_size(ns.buffer_size)
+    validate.check_pid(ns.pid)
+    validate.check_shell_command(ns.command)
     from ..backends.tracefs.session import Session
 
     t0 = time.monotonic()
