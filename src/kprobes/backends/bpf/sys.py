@@ -26,7 +26,6 @@ from ...errors import BPFError, PermissionProblem
 
 __all__ = [
     "Cmd",
-    "AttachType",
     "SYSCALL_NUMBERS",
     "bpf",
     "bpf_errno",
@@ -86,17 +85,6 @@ class Cmd:
             if k.isupper() and v == cmd:
                 return "BPF_" + k
         return f"bpf cmd {cmd}"
-
-
-class AttachType:
-    """The ``enum bpf_attach_type`` values the tracing layer uses."""
-
-    #: BPF_LINK_CREATE on a perf event fd (v5.15, commit b89fbfbb854c
-    #: "bpf: Implement minimal BPF perf link").
-    PERF_EVENT = 41
-    #: kprobe_multi links (v5.18, commit 0dcac2725406
-    #: "bpf: Add multi kprobe link"); needs CONFIG_FPROBE.
-    TRACE_KPROBE_MULTI = 42
 
 
 #: (SYS_bpf, SYS_perf_event_open) per machine.

@@ -1,0 +1,353 @@
+"""Attaching loaded programs, each attachment owned by a :class:`Link`.
+
+* perf events (kprobes, uprobes, tracepoints, software events):
+  ``BPF_LINK_CREATE`` with ``attach_type = BPF_PERF_EVENT`` (v5.15, which also
+  gives a per-attachment ``bpf_cookie``), else the older
+  ``PERF_EVENT_IOC_SET_BPF``; then ``PERF_EVENT_IOC_ENABLE``.
+* many kernel functions at once: a *kprobe_multi* link (``BPF_LINK_CREATE``
+  with ``BPF_TRACE_KPROBE_MULTI``, v5.18, commit 0dcac2725406 "bpf: Add multi
+  kprobe link"; built on fprobe, so it needs CONFIG_FPROBE — Debian's 6.12 has
+  it, its 6.1 does not).  :func:`attach_kprobes` falls back to one perf event
+  per function and says why in :attr:`KprobeAttachment.reason`.
+
+Nothing here writes to tracefs: closing the fds (or the process dying, SIGKILL
+included) makes the kernel drop the probes, links and programs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import os
+from typing import Callable, List, Optional, Sequence
+
+from ...bpf.maps import AttachType
+from ...errors import BPFError, FeatureMissing, KprobesError, PermissionProblem
+from .perf import PerfEvent, open_kprobe, open_tracepoint, open_uprobe
+from .prog import Program
+from .sys import Cmd, addr, bpf_errno, close_fd, pack, translate
+
+__all__ = [
+    "Link",
+    "KprobeAttachment",
+    "attach_perf_event",
+    "attach_kprobe",
+    "attach_uprobe",
+    "attach_tracepoint",
+    "attach_kprobe_multi",
+    "attach_kprobes",
+    "kernel_functions",
+    "BPF_F_KPROBE_MULTI_RETURN",
+]
+
+BPF_F_KPROBE_MULTI_RETURN = 1
+
+#: Whether BPF_LINK_CREATE takes perf events here (learnt on first use).
+_perf_link_ok: Optional[bool] = None
+
+
+class Link:
+    """An attachment: a BPF link fd, or a perf event carrying the program (ioctl path).
+
+    ``kind`` is ``"perf_link"``, ``"perf_ioctl"`` or ``"kprobe_multi"``.
+    Closing it detaches the program and removes the probe.
+    """
+
+    def __init__(self, fd: int, kind: str, description: str,
+                 event: Optional[PerfEvent] = None) -> None:
+        self.fd = fd
+        self.kind = kind
+        self.description = description
+        self.event = event
+
+    @property
+    def closed(self) -> bool:
+        return self.fd < 0 and (self.event is None or self.event.closed)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            close_fd(self.fd)
+            self.fd = -1
+        if self.event is not None:
+            self.event.close()
+
+    def __enter__(self) -> "Link":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Link({self.description!r}, {self.kind}, fd={self.fd})"
+
+
+def _perf_link(prog: Program, event: PerfEvent, cookie: int) -> int:
+    """BPF_LINK_CREATE(BPF_PERF_EVENT): the link fd, or -errno."""
+    attr = pack("IIIIQ", prog.fd, event.fd, AttachType.PERF_EVENT, 0, cookie)
+    fd, err = bpf_errno(Cmd.LINK_CREATE, attr)
+    return fd if fd >= 0 else -err
+
+
+def attach_perf_event(prog: Program, event: PerfEvent, *, cookie: int = 0,
+                      use_link: Optional[bool] = None) -> Link:
+    """Attach ``prog`` to ``event`` and enable it; the returned link owns ``event``.
+
+    ``use_link`` None tries a BPF link first and remembers whether the kernel
+    has them; False forces the ioctl path (no cookies there).
+    """
+    global _perf_link_ok
+    try:
+        if use_link is not False and _perf_link_ok is not False:
+            fd = _perf_link(prog, event, cookie)
+            if fd >= 0:
+                _perf_link_ok = True
+                event.enable()
+                return Link(fd, "perf_link", event.description, event)
+            err = -fd
+            # EINVAL: no BPF_PERF_EVENT attach type (before 5.15).
+            if err != _errno.EINVAL or _perf_link_ok or use_link:
+                raise translate(err, f"BPF_LINK_CREATE({event.description})",
+                                detail=_attach_detail(prog, event, err))
+            _perf_link_ok = False
+        if cookie:
+            raise FeatureMissing(
+                f"cannot give {event.description} a BPF cookie: this kernel has no perf links",
+                hint="BPF cookies need Linux 5.15+")
+        try:
+            event.set_bpf(prog.fd)
+        except BPFError as e:
+            raise BPFError(e.message, errno=e.errno,
+                           hint=_attach_detail(prog, event, e.errno or 0) or e.hint) from None
+        event.enable()
+        return Link(-1, "perf_ioctl", event.description, event)
+    except BaseException:
+        event.close()
+        raise
+
+
+def _attach_detail(prog: Program, event: PerfEvent, err: int) -> str:
+    if err == _errno.EINVAL:
+        return (f"program type {prog.prog_type} cannot attach to {event.description} "
+                "(kprobe/uprobe want KPROBE, tracepoints TRACEPOINT, software events PERF_EVENT)")
+    if err == _errno.EEXIST:
+        return "a program is already attached to that event"
+    return ""
+
+
+def attach_kprobe(prog: Program, func: str, *, retprobe: bool = False, offset: int = 0,
+                  cookie: int = 0, explain: Optional[Callable[[str], Optional[KprobesError]]] = None) -> Link:
+    """A kprobe (kretprobe) perf event on ``func+offset`` carrying ``prog``.
+
+    ``explain(func)`` may turn a refusal into a better error (e.g. the
+    probeability verdict: blacklisted, notrace, no such function).
+    """
+    try:
+        ev = open_kprobe(func, offset=offset, retprobe=retprobe)
+    except BPFError as e:
+        if isinstance(e, PermissionProblem):
+            raise
+        better = explain(func) if explain is not None else None
+        if better is not None:
+            raise better from None
+        if e.errno in (_errno.ENOENT, _errno.EINVAL):
+            raise BPFError(e.message, errno=e.errno,
+                           hint=f"is {func!r} a probeable kernel function? try: kprobes list "
+                           f"'kprobe:{func}'") from None
+        raise
+    return attach_perf_event(prog, ev, cookie=cookie)
+
+
+def attach_uprobe(prog: Program, path: str, symbol_or_offset: object, *, retprobe: bool = False,
+                  pid: int = -1, cookie: int = 0) -> Link:
+    """A uprobe (uretprobe) on ``path``'s ``symbol`` (``"atoi"``, ``"atoi+4"``) or file offset."""
+    if isinstance(symbol_or_offset, int):
+        real, offset = path, symbol_or_offset
+    else:
+        from ..symbols import resolve_library, resolve_uprobe
+
+        real = path if "/" in path else resolve_library(path)
+        loc = resolve_uprobe(real, str(symbol_or_offset))
+        real, offset = loc.path, loc.offset
+    ev = open_uprobe(real, offset, retprobe=retprobe, pid=pid)
+    if not isinstance(symbol_or_offset, int):
+        ev.description = f"{'uretprobe' if retprobe else 'uprobe'}:{real}:{symbol_or_offset}"
+    return attach_perf_event(prog, ev, cookie=cookie)
+
+
+def attach_tracepoint(prog: Program, group: str, event: str, *, tracefs_root: Optional[str] = None,
+                      cookie: int = 0) -> Link:
+    """A perf event on tracepoint ``group:event`` carrying ``prog`` (a TRACEPOINT program)."""
+    root = tracefs_root or _tracefs_root()
+    return attach_perf_event(prog, open_tracepoint(group, event, root), cookie=cookie)
+
+
+def _tracefs_root() -> str:
+    for p in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
+        if os.path.isdir(os.path.join(p, "events")):
+            return p
+    raise FeatureMissing("tracefs is not mounted: tracepoint ids are read from events/*/*/id",
+                         hint="mount -t tracefs nodev /sys/kernel/tracing")
+
+
+def attach_kprobe_multi(prog: Program, funcs: Sequence[str] = (), *, addrs: Sequence[int] = (),
+                        retprobe: bool = False, cookies: Sequence[int] = ()) -> Link:
+    """One kprobe_multi link on every function of ``funcs`` (or kernel ``addrs``).
+
+    ``prog`` must have been loaded with ``expected_attach_type =
+    AttachType.TRACE_KPROBE_MULTI``.  ``cookies[i]`` is what
+    ``bpf_get_attach_cookie()`` returns in ``funcs[i]``.  Every name must be
+    an ftrace-hookable function (``available_filter_functions``); the kernel
+    refuses the whole link with ESRCH if one is not.
+    """
+    n = len(funcs) or len(addrs)
+    if not n:
+        raise BPFError("kprobe_multi needs at least one function")
+    if cookies and len(cookies) != n:
+        raise BPFError(f"{len(cookies)} cookies for {n} functions")
+    keep: List[object] = []
+    syms_p = addrs_p = cookies_p = 0
+    if funcs:
+        names = [f.encode() for f in funcs]
+        arr = (ctypes.c_char_p * n)(*names)
+        keep += [arr, names]
+        syms_p = addr(arr)
+    else:
+        aarr = (ctypes.c_uint64 * n)(*addrs)
+        keep.append(aarr)
+        addrs_p = addr(aarr)
+    if cookies:
+        carr = (ctypes.c_uint64 * n)(*cookies)
+        keep.append(carr)
+        cookies_p = addr(carr)
+    flags = BPF_F_KPROBE_MULTI_RETURN if retprobe else 0
+    attr = pack("IIIIIIQQQ", prog.fd, 0, AttachType.TRACE_KPROBE_MULTI, 0, flags, n,
+                syms_p, addrs_p, cookies_p)
+    fd, err = bpf_errno(Cmd.LINK_CREATE, attr)
+    del keep
+    kind = "kretprobe" if retprobe else "kprobe"
+    what = f"{kind}_multi on {n} functions"
+    if fd < 0:
+        raise translate(err, f"BPF_LINK_CREATE({what})", detail=_multi_detail(err))
+    return Link(fd, "kprobe_multi", what)
+
+
+def _multi_detail(err: int) -> str:
+    if err == _errno.EOPNOTSUPP:
+        return "this kernel has no kprobe_multi links (needs Linux 5.18+ built with CONFIG_FPROBE)"
+    if err == _errno.ESRCH:
+        return "a function is not in available_filter_functions (ftrace cannot hook it)"
+    if err == _errno.EINVAL:
+        return ("kprobe_multi refused the program or the arguments (was it loaded with "
+                "expected_attach_type BPF_TRACE_KPROBE_MULTI? kernels before 5.18 know no such link)")
+    if err == _errno.EBUSY:
+        return "another ftrace user holds one of the functions exclusively"
+    return ""
+
+
+class KprobeAttachment:
+    """Programs and links that put one program on many kernel functions.
+
+    :attr:`method` is ``"kprobe_multi"`` or ``"perf_event"`` (one kprobe perf
+    event per function); :attr:`reason` says why kprobe_multi was not used.
+    :attr:`functions` lists the functions in cookie order (``cookie == index``
+    when cookies were asked for).
+    """
+
+    def __init__(self, functions: Sequence[str], retprobe: bool) -> None:
+        self.functions = list(functions)
+        self.retprobe = retprobe
+        self.method = ""
+        self.reason = ""
+        self.programs: List[Program] = []
+        self.links: List[Link] = []
+
+    def close(self) -> None:
+        for ln in self.links:
+            ln.close()
+        for p in self.programs:
+            p.close()
+        self.links.clear()
+        self.programs.clear()
+
+    def __enter__(self) -> "KprobeAttachment":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"KprobeAttachment({len(self.functions)} functions, {self.method}"
+                + (f", because {self.reason}" if self.reason else "") + ")")
+
+
+#: Builds the program for one attach method: ``load(expected_attach_type)`` with
+#: ``AttachType.TRACE_KPROBE_MULTI`` for a multi link, None for perf events.
+ProgramFactory = Callable[[Optional[int]], Program]
+
+
+def attach_kprobes(
+    load: ProgramFactory,
+    funcs: Sequence[str],
+    *,
+    retprobe: bool = False,
+    cookies: bool = True,
+    method: str = "auto",
+    explain: Optional[Callable[[str], Optional[KprobesError]]] = None,
+) -> KprobeAttachment:
+    """Attach a program to every function of ``funcs``, by kprobe_multi when possible.
+
+    ``load(expected_attach_type)`` returns a freshly loaded program (a
+    kprobe_multi program cannot go on a perf event and vice versa).  With
+    ``cookies`` the i-th function gets cookie ``i``.  ``method`` is
+    ``"auto"``, ``"multi"`` (no fallback) or ``"perf"``.
+    """
+    funcs = list(dict.fromkeys(funcs))
+    att = KprobeAttachment(funcs, retprobe)
+    try:
+        if method in ("auto", "multi"):
+            from .features import probe_features
+
+            feats = probe_features()
+            if not feats.kprobe_multi:
+                att.reason = feats.kprobe_multi_reason or "kprobe_multi links are unavailable"
+                if method == "multi":
+                    raise FeatureMissing(f"kprobe_multi: {att.reason}",
+                                         hint="use one perf event per function (method='perf')")
+            else:
+                prog = load(AttachType.TRACE_KPROBE_MULTI)
+                att.programs.append(prog)
+                try:
+                    att.links.append(attach_kprobe_multi(
+                        prog, funcs, retprobe=retprobe,
+                        cookies=list(range(len(funcs))) if cookies else ()))
+                    att.method = "kprobe_multi"
+                    return att
+                except BPFError as e:
+                    if method == "multi" or isinstance(e, PermissionProblem):
+                        raise
+                    att.reason = f"the kernel refused the kprobe_multi link: {e.message}"
+                    prog.close()
+                    att.programs.clear()
+        prog = load(None)
+        att.programs.append(prog)
+        for i, f in enumerate(funcs):
+            att.links.append(attach_kprobe(prog, f, retprobe=retprobe,
+                                           cookie=i if cookies else 0, explain=explain))
+        att.method = "perf_event"
+        return att
+    except BaseException:
+        att.close()
+        raise
+
+
+def kernel_functions(pattern: str, *, tracefs_root: Optional[str] = None,
+                     symbols: Optional[object] = None) -> List[str]:
+    """Probeable kernel functions matching the glob ``pattern`` (``vfs_*``): the ftrace
+    list minus the kprobe blacklist, as :func:`kprobes.backends.symbols.expand_glob`
+    decides for wildcards everywhere else in kprobes."""
+    from ..symbols import KernelSymbols, expand_glob, load_kernel_symbols
+
+    syms = symbols if symbols is not None else load_kernel_symbols(tracefs=tracefs_root)
+    if not isinstance(syms, KernelSymbols):
+        raise BPFError("kernel_functions needs KernelSymbols")
+    return expand_glob(pattern, syms.kallsyms, syms.filter_functions, syms.blacklist)
