@@ -190,7 +190,7 @@ def value_type(src: str, probe: str = "kprobe:f") -> object:
         ("(int32)arg0 + arg1", IntType(64, False)),
         ("(int32)arg0 >> arg1", IntType(64, True)),
         ("str(arg0)", StringType(64)),
-        ("str(arg0, 8)", StringType(8)),
+        ("str(arg0, 8)", StringType(9)),  # 8 characters and the NUL (bpftrace 0.17)
         ("ksym(arg0)", SymType(True)),
         ("func", SymType(True)),
         ("((struct task_struct *)arg0)->comm", StringType(16)),

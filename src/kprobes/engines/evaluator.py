@@ -18,7 +18,7 @@ Python ints kept in the range of their checker type (``int64`` in
 
 Strings compare like bpftrace's ``strncmp`` over the smaller of the two
 buffer sizes, terminator included; ``str()`` keeps at most ``size - 1``
-bytes.
+bytes (``str(x, n)``: ``n`` bytes, at most 63, as bpftrace 0.17 prints them).
 """
 
 from __future__ import annotations
@@ -291,6 +291,8 @@ class ProbeCompiler:
     def expr(self, e: ast.Expr) -> Fn:
         name = self.field_of.get(id(e))
         if name is not None:
+            if isinstance(e, ast.Call) and e.name == "str" and len(e.args) == 2:
+                return self.call_str(e, self.field(e, name))
             return self.field(e, name)
         method = getattr(self, "x_" + type(e).__name__)
         fn: Fn = method(e)
@@ -525,13 +527,17 @@ class ProbeCompiler:
         value = self.expr(arg)
         return lambda fr: out.print_value(value(fr))
 
-    def call_str(self, e: ast.Call) -> Fn:
-        inner = self.expr(e.args[0])
+    def call_str(self, e: ast.Call, fetched: Optional[Fn] = None) -> Fn:
+        """``str(x[, n])``; ``fetched``: the string the kernel read for it (a field)."""
+        inner = fetched if fetched is not None else self.expr(e.args[0])
         t = self.type_of(e)
         limit = (t.size if isinstance(t, StringType) else 64) - 1
         if len(e.args) == 2 and not isinstance(e.args[1], ast.IntLit):
             length = self.expr(e.args[1])
-            return lambda fr: _trunc(inner(fr), max(0, min(limit, length(fr) - 1)))
+            # a negative length is a huge unsigned one in bpftrace: the whole buffer
+            return lambda fr: _trunc(inner(fr), min(limit, length(fr) & _M64))
+        if fetched is not None:
+            return fetched  # already cut to the type's size
         return lambda fr: _trunc(inner(fr), limit)
 
     def call_ksym(self, e: ast.Call) -> Fn:

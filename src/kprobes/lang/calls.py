@@ -237,15 +237,19 @@ class CallChecks:
         if len(call.args) == 2:
             length_t = self.expr(call.args[1])
             if self.check_int_arg(call, 1, length_t):
+                # str(x, n) keeps n characters (bpftrace 0.17, checked on a host):
+                # a buffer of n + 1 bytes, at most BPFTRACE_MAX_STRLEN (63 characters).
                 value = _literal_int(call.args[1])
-                if value is not None and value > MAX_STRLEN:
+                if value is not None and value < 0:
+                    self.error(f"str: cannot use negative length ({value})", call.span)
+                elif value is not None and value > MAX_STRLEN:
                     self.warning(
                         f"length param ({value}) is too long and will be shortened to "
                         f"{MAX_STRLEN} bytes (see BPFTRACE_MAX_STRLEN)",
                         call.span,
                     )
-                elif value is not None and value > 0:
-                    size = value
+                elif value is not None:
+                    size = min(value + 1, MAX_STRLEN)
         if isinstance(t, StringType) and len(call.args) == 1:
             size = min(size, t.size)
         return StringType(size) if ok else NONE

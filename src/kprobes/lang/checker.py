@@ -7,9 +7,10 @@ aggregations may only be assigned to a map, ``$variables`` live for one
 probe, printf arguments must match the format string.  Error texts are
 bpftrace's, with close-match hints for misspelled names.
 
-Map types are inferred over two walks: the first only records every map's
-key and value types (so a map read in ``END`` before the probe that fills it
-is known), the second reports errors.
+Map types are inferred over several walks: the first ones only record every
+map's key and value types (so a map read in ``END`` before the probe that
+fills it is known, and ``@n = @n + 1`` makes ``@n`` an unsigned 64-bit
+integer as in bpftrace), the last reports errors.
 """
 
 from __future__ import annotations
@@ -553,7 +554,15 @@ class _Checker(CallChecks):
         """Result type of ``lt op rt`` for arithmetic/bitwise/logical/comparison ``op``."""
         shown = shown or op
         if isinstance(lt, NoneType) or isinstance(rt, NoneType):
-            return NONE
+            if self.report:
+                return NONE
+            # Inference walks: a map read before any assignment gave it a type
+            # (``@n = @n + 1``) is bpftrace's untyped value, an unsigned 64-bit
+            # integer; absent keys read as 0 at run time.
+            lt = UINT64 if isinstance(lt, NoneType) else lt
+            rt = UINT64 if isinstance(rt, NoneType) else rt
+            if not (is_int_like(lt) and is_int_like(rt)):
+                return NONE
         if isinstance(lt, PointerType) or isinstance(rt, PointerType):
             return self.pointer_arith(op, lt, rt, span, shown)
         if is_int_like(lt) and is_int_like(rt):
@@ -713,7 +722,13 @@ def check(
 
     prov: TypeProvider = provider if provider is not None else DictTypeProvider()
     maps: dict[str, MapState] = {}
-    _Checker(program, prov, max_args, arch_name, maps, report=False).run()
+    # Inference walks until every map's type is settled (``@a = @b; @b = @a + 1``
+    # needs two), then the walk that reports.
+    for _ in range(4):
+        before = {name: (st.keys, st.value) for name, st in maps.items()}
+        _Checker(program, prov, max_args, arch_name, maps, report=False).run()
+        if {name: (st.keys, st.value) for name, st in maps.items()} == before:
+            break
     checker = _Checker(program, prov, max_args, arch_name, maps, report=True)
     checker.run()
     source = Source(program.text, program.filename)
