@@ -56,6 +56,7 @@ __all__ = [
     "PERF_RECORD_SAMPLE",
     "PerfRing",
     "PerfRingError",
+    "FdArrayMap",
     "PerfRingReader",
     "RecordHandler",
     "decode_records",
@@ -241,6 +242,12 @@ class _Dead:
         raise PerfRingError("the perf ring is closed")
 
 
+class FdArrayMap(Protocol):
+    """What the reader needs of a PERF_EVENT_ARRAY map (:class:`.maps.Map`)."""
+
+    def update(self, key: bytes, value: bytes, flags: int = ...) -> None: ...
+
+
 class PerfRingReader:
     """Readers of all CPU rings of one ``PERF_EVENT_ARRAY`` map, woken by epoll.
 
@@ -267,6 +274,15 @@ class PerfRingReader:
         self._events: List[PerfEvent] = []
         self._epoll: Optional[select.epoll] = None
         self._reported: Dict[int, int] = {}
+
+    @classmethod
+    def for_map(cls, perf_map: FdArrayMap, **kw: object) -> PerfRingReader:
+        """A reader whose CPU rings go into ``perf_map`` (a PERF_EVENT_ARRAY :class:`.maps.Map`)."""
+
+        def slots(cpu: int, fd: int) -> None:
+            perf_map.update(struct.pack("=I", cpu), struct.pack("=I", fd))
+
+        return cls(slots, **kw)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ lifecycle
 

@@ -202,6 +202,15 @@ class _Dead:
         raise RingBufError("the ring buffer is closed")
 
 
+class _RingMap(Protocol):
+    fd: int
+    max_entries: int
+
+
+class _LookupMap(Protocol):
+    def lookup(self, key: bytes) -> Optional[bytes]: ...
+
+
 class DropCounter:
     """Reads a program's drop-counter map and reports its increase as ring buffer losses.
 
@@ -216,6 +225,17 @@ class DropCounter:
         self.loss = loss
         self.source = source
         self._seen: List[int] = []
+
+    @classmethod
+    def for_map(cls, counter_map: _LookupMap, loss: Optional[LossSink] = None, *, key: int = 0,
+                source: str = RINGBUF) -> DropCounter:
+        """The counter at ``key`` of an ARRAY/PERCPU_ARRAY :class:`.maps.Map` (u64 values)."""
+        k = struct.pack("=I", key)
+
+        def read() -> bytes:
+            return counter_map.lookup(k) or b""
+
+        return cls(read, loss, source)
 
     @staticmethod
     def parse(value: bytes) -> List[int]:
@@ -252,6 +272,11 @@ class RingBufReader:
         self.drops = drops
         self.ring: Optional[RingBuf] = None
         self._epoll: Optional[select.epoll] = None
+
+    @classmethod
+    def for_map(cls, ring_map: _RingMap, *, drops: Optional[DropCounter] = None) -> RingBufReader:
+        """A reader of a RINGBUF :class:`.maps.Map`."""
+        return cls(ring_map.fd, ring_map.max_entries, drops=drops)
 
     def open(self) -> RingBufReader:
         self.ring = RingBuf.map(self.map_fd, self.max_entries)
