@@ -9,13 +9,13 @@ from tests.helpers import run_cli
 
 
 def test_check_valid_prints_normalized() -> None:
-    rc, out, err = run_cli(["check", "--arch", "x86_64", "p:myprobe do_sys_openat2 filename=+0(%si):string"])
+    rc, out, err = run_cli(["check", "--offline", "--arch", "x86_64", "p:myprobe do_sys_openat2 filename=+0(%si):string"])
     assert rc == 0, err
     assert out.strip() == "p:myprobe do_sys_openat2 filename=+0(%si):string"
 
 
 def test_check_invalid_gives_kernel_message_and_caret() -> None:
-    rc, out, err = run_cli(["check", "--arch", "x86_64", "p:x do_sys_openat2 a=+0(%zz):string"])
+    rc, out, err = run_cli(["check", "--offline", "--arch", "x86_64", "p:x do_sys_openat2 a=+0(%zz):string"])
     assert rc == 2
     assert "Invalid register name" in err
     lines = err.splitlines()

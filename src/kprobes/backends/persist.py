@@ -271,7 +271,12 @@ class ProbeManager:
                 f"this kernel has no {spec.kind}_events (CONFIG_{spec.kind.upper()}_EVENTS is off)",
                 hint="kprobes doctor lists what this kernel supports",
             )
-        self.fs.write_definition(target, line)
+        try:
+            self.fs.write_definition(target, line)
+        except KprobesError as e:
+            from .livecheck import explain_write_refusal
+
+            raise explain_write_refusal(e, line, spec.kind, self.fs.root) from None
         return PersistentProbe(group, event, spec.kind, line)
 
     def build(self, text: str, *, binary: Optional[str] = None,

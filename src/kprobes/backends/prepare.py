@@ -20,7 +20,7 @@ import functools
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Union
 
 from ..errors import KprobesError
 from ..probes.arch import Arch, get_arch, host_arch
@@ -46,6 +46,9 @@ class Prepared:
     spec: ProbeSpec
     types: Dict[str, str]
     original: str
+    #: the exact line the offline validator checked (what the kernel is given,
+    #: before a session puts in its own group and event names)
+    line: str = ""
 
 
 def guess_kind(words: List[str]) -> str:
@@ -153,11 +156,16 @@ def prepare_definition(
     arch: Union[str, Arch, None] = None,
     features_source: Optional[object] = None,
     btf: Optional[object] = None,
+    features: Optional["KernelFeatures"] = None,
+    file_check: Optional[Callable[[str], Optional[str]]] = None,
 ) -> Prepared:
     """Turn a user's definition into a validated :class:`ProbeSpec`.
 
     ``features_source`` is a :class:`~kprobes.backends.tracefs.fs.TraceFS` whose
-    README tells the kernel's features (None: validate for the newest kernel).
+    README tells the kernel's features (None: validate for the newest kernel);
+    it also means "for this kernel": a kprobe on a kernel without kprobes is
+    refused up front.  ``features`` overrides the README (``check --kernel``);
+    ``file_check`` is the validator's uprobe-file hook (``local_file_check``).
     """
     from ..probes import expand_friendly, validate
 
@@ -166,6 +174,10 @@ def prepare_definition(
     if not words:
         raise KprobesError("empty probe definition", hint="e.g. 'p:myprobe do_sys_openat2'")
     kind = guess_kind(words)
+    if kind == "kprobe" and features_source is not None and words[0][:1] in "pr":
+        from .livecheck import LiveKernel, require_kprobes
+
+        require_kprobes(LiveKernel(getattr(features_source, "root", None)))
     if kind == "kprobe" and words[0][:1] in "pr":
         words = _btf_shorthand(words)
     if kind == "uprobe" and len(words) >= 2:
@@ -183,8 +195,9 @@ def prepare_definition(
                 compiled.append(compile_btf_arg(btf_obj, func, word, arch_obj) if _needs_btf(word) else word)  # type: ignore[arg-type]
             line = " ".join(words[:2] + compiled)
     line = expand_friendly(line, kind, arch_obj)
-    features = running_kernel_features(features_source.root) if features_source is not None else None  # type: ignore[attr-defined]
-    parsed = validate(line, kind, features, arch_obj)
+    if features is None and features_source is not None:
+        features = running_kernel_features(features_source.root)  # type: ignore[attr-defined]
+    parsed = validate(line, kind, features, arch_obj, file_check=file_check)
     if not isinstance(parsed, ProbeSpec):
         raise KprobesError(
             f"{text!r} deletes events; a session only adds its own",
@@ -195,4 +208,4 @@ def prepare_definition(
         name = a.name or f"arg{i + 1}"
         if a.type:
             types[name] = a.type
-    return Prepared(spec=parsed, types=types, original=text)
+    return Prepared(spec=parsed, types=types, original=text, line=line)

@@ -1,21 +1,31 @@
-"""``kprobes check [--kernel X.Y] [--json] DEF...``: validate definitions without a kernel."""
+"""``kprobes check [--kernel X.Y] [--json] DEF...``: what the kernel will say about a definition."""
 
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
-from ..errors import KprobesError, ProbeSyntaxError
+from ..errors import KprobesError, NotTraceableError, ProbeSyntaxError
 from .main import ArgParser, Streams, parse
 
+if TYPE_CHECKING:
+    from ..backends.livecheck import LiveKernel
+    from ..probes import KernelFeatures
+
 DESCRIPTION = """\
-Validate dynamic-event definitions offline and report what the kernel would say:
-its own error message and the position of the offending character (as error_log
-shows it), for a chosen kernel version or, by default, for the running kernel's
-features (read from tracefs' README when it is readable, else the newest rules).
+Validate dynamic-event definitions and report what the kernel would say: its own
+error message and the position of the offending character (as error_log shows it).
+
+On the running kernel (the default) the definition goes through the same
+preparation as 'kprobes trace' (BTF names, uprobe symbols such as /bin/bash:readline
+or libc:malloc, friendly arguments), is validated with the kernel's features (its
+tracefs README), and then checked against what the kernel verifies at registration:
+the symbol exists and is unique, the module is loaded, the uprobe file exists and is
+a regular file, the event name is free, and that the kernel has kprobes at all.
+With --kernel X.Y (or --offline) only the syntax rules of that version are checked.
+t:SYS:EVENT checks that the tracepoint exists.
 
 Exit 0 and print the normalized definition when all are valid; exit 2 otherwise.
-Friendly forms (arg2, str(arg2), retval, comm) are expanded first.
 """
 
 
@@ -23,7 +33,10 @@ def build_parser() -> ArgParser:
     p = ArgParser(prog="kprobes check", description=DESCRIPTION,
                   formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("definitions", nargs="+", metavar="DEF")
-    p.add_argument("--kernel", metavar="X.Y", help="validate for this kernel version (e.g. 5.15, 6.1, 6.12)")
+    p.add_argument("--kernel", metavar="X.Y",
+                   help="validate offline for this kernel version (e.g. 5.15, 6.1, 6.12)")
+    p.add_argument("--offline", action="store_true",
+                   help="syntax only, with the running kernel's features: no symbol, file or name checks")
     p.add_argument("--kind", choices=("kprobe", "uprobe", "auto"), default="auto",
                    help="kprobe_events or uprobe_events syntax (default: from the place)")
     p.add_argument("--arch", default=None, help="x86_64 or arm64 (default: this machine)")
@@ -31,32 +44,111 @@ def build_parser() -> ArgParser:
     return p
 
 
-def _features(version: Optional[str]) -> object:
+def _tracefs_root() -> Optional[str]:
+    from ..backends.tracefs.fs import find_tracefs
+
+    try:
+        return find_tracefs(mount=False)
+    except KprobesError:
+        return None  # no tracefs (or not allowed): validate for the newest kernel
+
+
+def _features(version: Optional[str], root: Optional[str]) -> "KernelFeatures":
     from ..probes import KernelFeatures
 
     if version:
         return KernelFeatures.for_version(version)
     from ..backends.prepare import running_kernel_features
-    from ..backends.tracefs.fs import find_tracefs
 
-    try:
-        root: Optional[str] = find_tracefs(mount=False)
-    except KprobesError:
-        root = None  # no tracefs (or not allowed): validate for the newest kernel
     return running_kernel_features(root)
 
 
-def check_one(text: str, kind: str, features: object, arch: str) -> Dict[str, object]:
-    from ..backends.prepare import guess_kind
-    from ..probes import expand_friendly, validate
-
-    k = guess_kind(text.split()) if kind == "auto" else kind
-    try:
-        expanded = expand_friendly(text, k, arch)
-        spec = validate(expanded, k, features, arch)  # type: ignore[arg-type]
-    except ProbeSyntaxError as e:
+def _failure(text: str, e: KprobesError) -> Dict[str, object]:
+    if isinstance(e, ProbeSyntaxError):
         return {"ok": False, "definition": text, "checked": e.text, "message": e.kernel_message,
                 "position": e.position, "hint": e.hint, "error": e.format()}
+    return {"ok": False, "definition": text, "checked": text, "message": e.message,
+            "position": None, "hint": e.hint, "error": e.format()}
+
+
+def _tracepoint(text: str, live: Optional["LiveKernel"]) -> Dict[str, object]:
+    name = text.split(":", 1)[1]
+    sys_, sep, ev = name.replace("/", ":").partition(":")
+    if not sep or not sys_ or not ev or ":" in ev:
+        return _failure(text, KprobesError(f"{text!r} is not a tracepoint: t:SYSTEM:EVENT",
+                                           hint="list them with: kprobes list 'tracepoint:*'"))
+    if live is not None and live.tracefs and not live.event_exists(sys_, ev):
+        return _failure(text, NotTraceableError(name, "no such tracepoint",
+                                                hint="list them with: kprobes list 'tracepoint:*'"))
+    return {"ok": True, "definition": text, "normalized": f"t:{sys_}:{ev}", "kind": "tracepoint",
+            "message": None, "position": None}
+
+
+def _raw_uprobe_error(text: str, kind: str, features: object, arch: str,
+                      file_check: object) -> Optional[ProbeSyntaxError]:
+    from ..probes import expand_friendly, validate
+    from ..probes.kmsg import KERNEL_ERRORS
+
+    if kind != "uprobe" or file_check is None:
+        return None
+    try:
+        validate(expand_friendly(text, kind, arch), kind, features, arch,  # type: ignore[arg-type]
+                 file_check=file_check)  # type: ignore[arg-type]
+    except ProbeSyntaxError as e:
+        files = (KERNEL_ERRORS["FILE_NOT_FOUND"], KERNEL_ERRORS["NO_REGULAR_FILE"])
+        return e if e.kernel_message in files else None
+    except KprobesError:
+        return None
+    return None
+
+
+def check_one(text: str, kind: str, features: object, arch: str,
+              live: Optional["LiveKernel"] = None) -> Dict[str, object]:
+    """One definition's verdict; ``live`` adds the running kernel's registration checks."""
+    from ..backends.livecheck import live_verdict
+    from ..backends.prepare import guess_kind, prepare_definition
+    from ..probes import ProbeSpec, expand_friendly, validate
+    from ..probes.validate import local_file_check
+
+    if text.startswith(("t:", "tracepoint:")):
+        return _tracepoint(text, live)
+    words = text.split()
+    k = guess_kind(words) if kind == "auto" else kind
+    file_check = local_file_check if live is not None else None
+    spec: Optional[ProbeSpec] = None
+    offline: Optional[ProbeSyntaxError] = None
+    line = " ".join(words)
+    try:
+        if kind == "auto":
+            prepared = prepare_definition(text, arch=arch, features=features,  # type: ignore[arg-type]
+                                          file_check=file_check)
+            spec, line = prepared.spec, prepared.line
+        else:
+            line = expand_friendly(text, k, arch)
+            parsed = validate(line, k, features, arch, file_check=file_check)  # type: ignore[arg-type]
+            spec = parsed if isinstance(parsed, ProbeSpec) else None
+            if spec is None:
+                return {"ok": True, "definition": text, "normalized": parsed.render(), "kind": k,
+                        "message": None, "position": None}
+    except ProbeSyntaxError as e:
+        offline, line = e, e.text
+    except KprobesError as e:
+        # The ELF reader refused the uprobe file (missing, not ELF...): when the
+        # kernel would refuse the line too, say it in the kernel's words.
+        raw = _raw_uprobe_error(text, k, features, arch, file_check)
+        if raw is None:
+            return _failure(text, e)
+        offline, line = raw, raw.text
+    if live is not None:
+        try:
+            verdict = live_verdict(line, k, spec, offline, live)
+        except KprobesError as e:
+            verdict = e
+        if verdict is not None:
+            return _failure(text, verdict)
+    elif offline is not None:
+        return _failure(text, offline)
+    assert spec is not None
     return {"ok": True, "definition": text, "normalized": spec.render(), "kind": k,
             "message": None, "position": None}
 
@@ -65,16 +157,17 @@ def run(args: List[str], streams: Streams) -> int:
     ns = parse(build_parser(), args, streams)
     if ns is None:
         return 0
+    from ..backends.livecheck import LiveKernel
     from ..probes.arch import host_arch
 
     arch = ns.arch or host_arch().name
-    try:
-        features = _features(ns.kernel)
-    except KprobesError:
-        raise
+    root = None if ns.kernel else _tracefs_root()
+    features = _features(ns.kernel, root)
+    offline = bool(ns.kernel or ns.offline or arch != host_arch().name)
+    live = None if offline else LiveKernel(root)
     bad = 0
     for d in ns.definitions:
-        res = check_one(d, ns.kind, features, arch)
+        res = check_one(d, ns.kind, features, arch, live)
         if not res["ok"]:
             bad += 1
         if ns.json:

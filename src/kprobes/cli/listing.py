@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-from typing import List
+from typing import List, Optional
 
 from ..errors import BTFError, KprobesError
 from .main import ArgParser, Streams, parse
@@ -72,6 +72,18 @@ def _verbose(name: str, streams: Streams) -> int:
         raise
 
 
+def _require_kprobes() -> None:
+    """Listing kernel functions as probeable is only true on a kernel with kprobes."""
+    from ..backends.livecheck import LiveKernel, require_kprobes
+    from ..backends.tracefs.fs import find_tracefs
+
+    try:
+        root: Optional[str] = find_tracefs(mount=False)
+    except KprobesError:
+        root = None
+    require_kprobes(LiveKernel(root))
+
+
 def run(args: List[str], streams: Streams) -> int:
     ns = parse(build_parser(), args, streams)
     if ns is None:
@@ -83,6 +95,7 @@ def run(args: List[str], streams: Streams) -> int:
         pattern = pattern.split(":", 1)[1]
     if ns.verbose and pattern and not any(c in pattern for c in "*?["):
         return _verbose(pattern, streams)
+    _require_kprobes()
     from ..backends.symbols import load_kernel_symbols
     from ..backends.symbols.probeable import expand_glob, probeability
 

@@ -40,6 +40,7 @@ from kprobes.backends.symbols.kallsyms import (
     strip_suffix,
     type_word,
 )
+from kprobes.backends.symbols.renames import describe_rename, known_rename, shape_matches
 from kprobes.errors import NotTraceableError
 
 __all__ = [
@@ -142,8 +143,8 @@ _HINTS = {
     "a kernel built with CONFIG_KPROBE_EVENTS_ON_NOTRACE=y",
     "blacklisted": "probe its caller instead; the kernel will refuse this one",
     "not-found": "check the spelling with: kprobes list 'PATTERN*'",
-    "renamed": "probe the renamed copy; its arguments may differ from the source "
-    "(the compiler may have dropped or split them)",
+    "renamed": "probe the new name (see 'kprobes list NEW'); its arguments may differ "
+    "from the old function's (a rename, or a compiler copy that dropped or split them)",
     "module-not-loaded": "load the module first (modprobe), then probe it",
 }
 
@@ -260,6 +261,17 @@ def probeability(
         )
     syms = kallsyms.lookup(sym, module)
     if not syms:
+        functions = kallsyms.function_names(module)
+        renamed = known_rename(sym, functions)
+        if renamed is not None:
+            return Verdict(
+                False,
+                f"no function {sym} in this kernel; {describe_rename(renamed)}",
+                (renamed.new,) + tuple(
+                    c for c in shape_matches(sym, functions, n=4) if c != renamed.new
+                ),
+                code="renamed",
+            )
         variants = _renamed_variants(kallsyms, sym, module)
         if variants:
             return Verdict(
@@ -271,12 +283,21 @@ def probeability(
                 code="renamed",
             )
         where = f" in module {module!r}" if module else ""
+        shaped = shape_matches(sym, functions)
+        if shaped:
+            return Verdict(
+                False,
+                f"no function {sym} in this kernel{where}; it may have been renamed: "
+                f"{shaped[0]} has the name with a prefix or suffix",
+                shaped,
+                code="renamed",
+            )
         return Verdict(
             False,
             f"not in kallsyms{where}: no such function in the running "
             "kernel, or it was inlined into its callers / optimised away "
             "(common for static functions), or its module is not loaded",
-            close_names(sym, kallsyms.function_names(module)),
+            close_names(sym, functions),
             code="not-found",
         )
     text = tuple(s for s in syms if s.is_text)

@@ -393,7 +393,12 @@ class Session:
         if label in self.probes:
             raise KprobesError(f"a probe named {label!r} already exists in this session",
                                hint="give each probe its own name: p:NAME ...")
-        fs.write_definition(target, text)
+        try:
+            fs.write_definition(target, text)
+        except KprobesError as e:
+            from ..livecheck import explain_write_refusal
+
+            raise explain_write_refusal(e, text, spec.kind, fs.root) from None
         probe = Probe(
             label=label, group=self.group, event=event, kind=spec.kind, definition=text,
             filter=filter, types=prepared.types,
