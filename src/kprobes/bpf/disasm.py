@@ -30,7 +30,8 @@ Choices, where the kernel's text is not enough to rebuild an instruction:
 
 Listings (:func:`disassemble`) put ``   N: (op) `` before each instruction
 (``opcodes=False`` drops the ``(op)``), a ``; <source>`` line whenever the
-source tag changes (bpftool's line-info style), ``name:`` lines for labels and a
+source tag changes (bpftool's line-info style; a bare ``;`` ends a tag),
+``name:`` lines for labels and a
 trailing ``  ; note`` for notes.  :func:`parse` and :func:`parse_program` read
 all of that back (``;`` lines become source tags again).
 
@@ -195,8 +196,8 @@ def disassemble(
     last_src: Optional[str] = None
     for n, i in enumerate(seq):
         src = sources[n] if sources is not None and n < len(sources) else None
-        if src is not None and src != last_src:
-            out.append(f"; {src}")
+        if src != last_src and (sources is not None):
+            out.append(f"; {src}" if src is not None else ";")
         last_src = src
         for name in by_slot.get(pc, ()):
             out.append(f"{name}:")
@@ -214,7 +215,7 @@ def disassemble(
 
 _REG = r"r(\d+)"
 _MEMRE = r"\*\((u8|u16|u32|u64|s8|s16|s32) \*\)\(r(\d+) ?([+-]\d+)\)"
-_TARGET = r"(?:pc)?([+-]\d+)|([A-Za-z_.$][\w.$]*)"
+_TARGET = r"(?:(?:pc)?([+-]\d+)|([A-Za-z_.$][\w.$]*))"
 _NUM = r"(-?(?:0x[0-9a-fA-F]+|\d+))"
 _SIZE_OF = {"u8": "b", "u16": "h", "u32": "w", "u64": "dw", "s8": "b", "s16": "h", "s32": "w"}
 _ALU_OF = {v: k for k, v in _ALU_STR.items()}
@@ -444,7 +445,7 @@ def parse_program(text: str, maps: Optional[Mapping[str, Hashable]] = None) -> P
         if not stripped:
             continue
         if stripped.startswith(";"):
-            a.source(stripped[1:].strip())
+            a.source(stripped[1:].strip() or None)
             continue
         lm = _LABEL.match(raw)
         if lm:
