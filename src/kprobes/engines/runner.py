@@ -114,6 +114,14 @@ def _arm(session: object, ev: KernelEvent) -> None:
     from ..backends.tracefs.session import Session
 
     assert isinstance(session, Session)
+    with session.critical():  # a signal waits until this event is armed (and cleanable)
+        _arm_one(session, ev)
+
+
+def _arm_one(session: object, ev: KernelEvent) -> None:
+    from ..backends.tracefs.session import Session
+
+    assert isinstance(session, Session)
     if ev.kind == "tracepoint":
         if ev.event not in session.probes:
             session.add_tracepoint(ev.target.place, filter=ev.filter)

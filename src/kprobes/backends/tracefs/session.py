@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import errno
+import functools
 import os
 import signal
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import (
     TYPE_CHECKING,
+    Any,
     Callable,
     Dict,
     Iterator,
@@ -36,7 +40,9 @@ from typing import (
     Optional,
     Sequence,
     Tuple,
+    TypeVar,
     Union,
+    cast,
 )
 
 from ...errors import FeatureMissing, KprobesError
@@ -52,6 +58,18 @@ from .reaper import GcReport, list_dynamic_events, reap, remove_group_events, re
 __all__ = ["Session", "Probe", "SessionInterrupted", "CleanupInterrupted", "EventsLost"]
 
 Handler = Callable[[TraceEvent], None]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _guarded(fn: _F) -> _F:
+    """Run a Session method inside :meth:`Session.critical`."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Session, *args: Any, **kwargs: Any) -> Any:
+        with self.critical():
+            return fn(self, *args, **kwargs)
+
+    return cast(_F, wrapper)
 
 
 class SessionInterrupted(KeyboardInterrupt):
@@ -174,6 +192,7 @@ class Session:
         self._stop = False
         self._counter = 0
         self._iterating = False
+        self._busy = 0
         self._closing = False
         self._signalled: Optional[int] = None
         self._pending_signal: Optional[int] = None
@@ -203,9 +222,11 @@ class Session:
         self.fs = fs
         if self.reap_dead:
             self.reaped = reap(fs, keep=self.group)
-        # Handlers first: a signal between mkdir and here would leave the instance behind.
+        # Handlers first (a signal between mkdir and their installation would leave the
+        # instance behind); signals are deferred until the instance is set up.
         self._closing = False
         self._signalled = self._pending_signal = None
+        self._busy = 1
         if self.handle_signals and threading.current_thread() is threading.main_thread():
             for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
                 cur = signal.getsignal(s)
@@ -219,17 +240,20 @@ class Session:
         except PermissionError as e:
             from ...errors import PermissionProblem
 
+            self._busy = 0
             self._restore_signals()
             raise PermissionProblem(
                 f"cannot create a tracefs instance in {fs.path('instances')}: permission denied",
                 hint="run as root, or with CAP_PERFMON and write access to tracefs",
             ) from e
         except FileNotFoundError as e:
+            self._busy = 0
             self._restore_signals()
             raise FeatureMissing(
                 f"{fs.path('instances')} does not exist: this kernel has no tracefs instances",
             ) from e
         except BaseException:
+            self._busy = 0
             self._restore_signals()
             raise
         self._open = True
@@ -243,8 +267,36 @@ class Session:
                 fs.write(f"{self.instance}/buffer_size_kb", str(self.buffer_size_kb))
             self.ledger.set_baseline(read_cpu_stats(fs, self.instance))
         except BaseException:
+            self._busy = 0
             self.close()
             raise
+        self._busy = 0
+        if self._signalled is not None:
+            self.close()
+            self._raise_signalled()
+
+    @contextmanager
+    def critical(self) -> Iterator[None]:
+        """A section that changes tracefs state: SIGINT/SIGTERM/SIGHUP wait for its end.
+
+        A signal raising in the middle of a write (or between ``open`` and the
+        ``try`` that closes the fd) would leave state the cleanup cannot see;
+        it is raised when the outermost section ends instead.
+        """
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if not self._busy and not self._iterating and not self._closing and self._signalled is not None:
+                self._raise_signalled()
+
+    def _raise_signalled(self) -> None:
+        signum, self._signalled = self._signalled, None
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt()
+        if signum is not None:
+            raise SessionInterrupted(signum)
 
     def _on_signal(self, signum: int, _frame: Optional[FrameType]) -> None:
         """SIGINT/SIGTERM/SIGHUP: stop reading (then drain), or raise, or defer during cleanup.
@@ -254,14 +306,16 @@ class Session:
           :meth:`events` then raises the interruption;
         * during :meth:`close` the first signal is remembered (cleanup goes on,
           ``with`` re-raises it afterwards); another SIGINT interrupts cleanup;
-        * otherwise (arming, a second signal) it raises at once.
+        * inside a :meth:`critical` section (arming, reading) it is raised when
+          the section ends;
+        * otherwise (the caller's own code, a second signal) it raises at once.
         """
         if self._closing:
             if self._pending_signal is None or signum != signal.SIGINT:
                 self._pending_signal = self._pending_signal or signum
                 return
             raise KeyboardInterrupt()
-        if self._iterating and self._signalled is None:
+        if (self._iterating or self._busy) and self._signalled is None:
             self._signalled = signum
             self._stop = True
             return
@@ -303,10 +357,16 @@ class Session:
                     fs.write(f"{self.instance}/events/enable", "0")
             except (OSError, KprobesError):
                 pass  # rmdir disables them anyway
-            try:
-                remove_instance(fs, self.name)
-            except OSError as e:
-                errors.append(f"instance {self.name}: {os.strerror(e.errno or 0)}")
+            for delay in (0.0, 0.01, 0.05, 0.1, 0.3, 0.5):
+                # EBUSY while something still holds one of its files open: retry briefly
+                time.sleep(delay)
+                try:
+                    remove_instance(fs, self.name)
+                    break
+                except OSError as e:
+                    if e.errno != errno.EBUSY or delay == 0.5:
+                        errors.append(f"instance {self.name}: {os.strerror(e.errno or 0)}")
+                        break
             if any(p.kind != "tracepoint" for p in self.probes.values()):
                 left = self._remove_group(fs)
                 if left:
@@ -357,6 +417,7 @@ class Session:
 
     # ------------------------------------------------------------------ probes
 
+    @_guarded
     def add(
         self,
         definition: str,
@@ -413,6 +474,7 @@ class Session:
             raise
         return probe
 
+    @_guarded
     def add_tracepoint(self, name: str, *, filter: Optional[str] = None, enable: bool = True) -> Probe:
         """Enable tracepoint ``SYS:EVENT`` (or ``SYS/EVENT``) in the session's instance."""
         fs = self._require_open()
@@ -468,11 +530,13 @@ class Session:
         except KprobesError:
             return ""
 
+    @_guarded
     def enable(self, label: str, on: bool = True) -> None:
         fs = self._require_open()
         p = self.probes[label]
         fs.write(f"{self.instance}/{p.rel}/enable", "1" if on else "0")
 
+    @_guarded
     def remove(self, label: str) -> None:
         """Disable and delete one probe now (close() does this for all)."""
         fs = self._require_open()
@@ -483,6 +547,7 @@ class Session:
                 "kprobe_events" if p.kind == "kprobe" else "uprobe_events")
             fs.write(target, f"-:{p.group}/{p.event}\n", append=True)
 
+    @_guarded
     def set_pids(self, pids: Sequence[int], *, follow_forks: bool = True) -> None:
         """Record only events of these pids (the instance's set_event_pid)."""
         fs = self._require_open()
@@ -493,6 +558,7 @@ class Session:
 
     # ------------------------------------------------------------------ events
 
+    @_guarded
     def _open_reader(self) -> EventReader:
         fs = self._require_open()
         probes = list(self.probes.values())
@@ -584,9 +650,7 @@ class Session:
             self._iterating = False
             self._tally(batch, pos, by_event, own)
             self.refresh_ledger()
-        signalled, self._signalled = self._signalled, None
-        if signalled is not None:
-            raise KeyboardInterrupt() if signalled == signal.SIGINT else SessionInterrupted(signalled)
+        self._raise_signalled()
         if self.loss_is_error and self.ledger.any_loss:
             raise EventsLost(self.ledger)
 
@@ -620,6 +684,7 @@ class Session:
             self.unparsed.extend(reader.unparsed)
             reader.unparsed.clear()
 
+    @_guarded
     def refresh_ledger(self) -> LossLedger:
         """Read the kernel's loss counters now (per-CPU stats, kprobe_profile) into :attr:`ledger`."""
         if not self._open or self.fs is None:
