@@ -200,7 +200,7 @@ def test_perf_ring_delivers_every_record_in_order(rig_factory) -> None:  # type:
     counts = LossCounts()
     by_cpu: Dict[int, List[Tuple[int, int]]] = {}
 
-    def handler(cpu: int, rec: memoryview) -> None:
+    def handler(cpu: int, rec: bytes) -> None:
         by_cpu.setdefault(cpu, []).append(struct.unpack_from("<QQ", rec))
 
     with PerfRingReader.for_map(rig.out, pages=16, loss=counts) as reader:

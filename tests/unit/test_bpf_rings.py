@@ -136,16 +136,16 @@ def test_perf_lost_records_counted_and_reported_per_cpu() -> None:
     assert counts.to_json() == {PERF_RING: {"lost": 18, "cpus": {"3": 18}}}
 
 
-def test_perf_handler_gets_cpu_and_private_memoryview() -> None:
+def test_perf_handler_gets_cpu_and_private_copy() -> None:
     img = PerfImage(cpu=1)
     for i in range(3):
         img.sample(rec16(i))
     seen: List[tuple[int, bytes]] = []
-    views: List[memoryview] = []
+    views: List[bytes] = []
 
-    def handler(cpu: int, rec: memoryview) -> None:
+    def handler(cpu: int, rec: bytes) -> None:
         views.append(rec)
-        seen.append((cpu, rec.tobytes()))
+        seen.append((cpu, rec))
 
     reader = PerfRingReader(lambda cpu, fd: None)
     reader.rings = [img.ring]
@@ -371,3 +371,67 @@ def test_drop_counter_reports_increase_per_cpu() -> None:
     assert single.report() == ["bpf ringbuf lost 5 records"]
     with pytest.raises(RingBufError):
         DropCounter.parse(b"\0" * 5)
+
+
+# --------------------------------------------------------------------- fast paths
+
+
+REC = struct.Struct("<QQ")
+
+
+def test_leading_run_and_record_struct() -> None:
+    from kprobes.backends.bpf.ringmem import leading_run, record_struct
+
+    words = memoryview(struct.pack("<8I", 5, 0, 5, 0, 5, 1, 6, 0)).cast("I")
+    assert leading_run(words, 0, 2, 4, 5) == 3
+    assert leading_run(words, 0, 2, 3, 5) == 3
+    assert leading_run(words, 1, 2, 2, 0) == 2
+    st = record_struct(REC, 12, 32)
+    assert st.size == 32 and st.unpack(b"\0" * 12 + REC.pack(1, 2) + b"\0" * 4) == (1, 2)
+    with pytest.raises(ValueError, match="does not fit"):
+        record_struct(REC, 8, 16)
+
+
+def test_perf_runs_of_equal_samples_mixed_with_others() -> None:
+    """Runs are cut where a record differs (size, LOST, other type) and decoding resumes."""
+    img = PerfImage(size=8192)
+    want: List[bytes] = []
+    for i in range(9):
+        want.append(img.sample(rec16(i)))
+    img.lost(3)
+    for i in range(9, 20):
+        want.append(img.sample(rec16(i)))
+    want.append(img.sample(rec16(20) + b"tail"))  # 20 bytes -> 36 with padding
+    for i in range(21, 27):
+        want.append(img.sample(rec16(i)))
+    img.put(struct.pack("<IHH", 99, 0, 8))
+    for i in range(27, 40):
+        want.append(img.sample(rec16(i)))
+    data = img.ring.take()
+    out: List[bytes] = []
+    assert decode_records(data, out) == (3, 1)
+    assert out == want
+    tuples: List[tuple[int, int]] = []
+    assert decode_records(data, tuples, REC) == (3, 1)
+    assert tuples == [(i, 4242) for i in range(20)] + [(20, 4242)] + [(i, 4242) for i in range(21, 40)]
+    with pytest.raises(PerfRingError, match="wants 24"):
+        decode_records(data, [], struct.Struct("<QQQ"))
+
+
+def test_ringbuf_runs_with_busy_and_discard_in_the_middle() -> None:
+    img = RingImage(size=4096)
+    for i in range(10):
+        img.output(rec16(i))
+    img.commit(img.reserve(rec16(99)), discard=True)
+    for i in range(10, 15):
+        img.output(rec16(i))
+    busy = img.reserve(rec16(15))
+    for i in range(16, 30):
+        img.output(rec16(i))
+    assert img.ring.read_batch(record=REC) == [(i, 4242) for i in range(15)]
+    assert img.consumer == busy and img.ring.discarded == 1
+    img.commit(busy)
+    assert img.ring.read_batch() == [rec16(i) for i in range(15, 30)]
+    assert img.consumer == img.pos
+    with pytest.raises(RingBufError, match="wants 24"):
+        decode_ringbuf(struct.pack("<II", 16, 0) + rec16(1), [], struct.Struct("<QQQ"))

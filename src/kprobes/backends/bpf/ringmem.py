@@ -37,7 +37,8 @@ import ctypes
 import mmap as _mmap
 import os
 import platform
-from typing import Callable, List, Optional
+import struct
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ...errors import BPFError
 
@@ -45,8 +46,10 @@ __all__ = [
     "Fence",
     "RingMapError",
     "RingMapping",
+    "leading_run",
     "needs_fence",
     "page_size",
+    "record_struct",
 ]
 
 _TSO_MACHINES = frozenset({"x86_64", "amd64", "i386", "i486", "i586", "i686", "x86"})
@@ -64,6 +67,48 @@ def needs_fence(machine: Optional[str] = None) -> bool:
 
 def page_size() -> int:
     return _mmap.PAGESIZE
+
+
+def leading_run(words: memoryview, start: int, step: int, count: int, expect: int) -> int:
+    """How many of ``words[start]``, ``words[start + step]``, ... (``count`` of them), from
+    the first on, equal ``expect``.
+
+    The readers' fast path for runs of equal records: the header words of a run of
+    same-size records sit at a fixed stride, so one strided slice and ``tolist``
+    read them all in C, and ``count`` compares them in C.
+    """
+    got = words[start:start + count * step:step].tolist()
+    if got.count(expect) == count:
+        return count
+    n = 0
+    for w in got:
+        if w != expect:
+            break
+        n += 1
+    return n
+
+
+_STRUCTS: Dict[Tuple[str, int, int], struct.Struct] = {}
+
+
+def record_struct(record: struct.Struct, skip: int, stride: int) -> struct.Struct:
+    """``record`` preceded by ``skip`` header bytes and padded to ``stride`` bytes (for
+    ``iter_unpack`` over a run of equal records)."""
+    key = (record.format, skip, stride)
+    st = _STRUCTS.get(key)
+    if st is None:
+        fmt = record.format
+        order = fmt[0] if fmt and fmt[0] in "@=<>!" else "@"
+        body = fmt[1:] if fmt and fmt[0] in "@=<>!" else fmt
+        pad = stride - skip - record.size
+        if pad < 0:
+            raise ValueError(f"a {record.size}-byte record format does not fit a "
+                             f"{stride - skip}-byte record")
+        st = struct.Struct(f"{order}{skip}x{body}{pad}x")
+        if st.size != stride:  # native alignment padding moved things: not usable
+            raise ValueError(f"record format {fmt!r} needs alignment padding; use '<' or '='")
+        _STRUCTS[key] = st
+    return st
 
 
 _libc: Optional[ctypes.CDLL] = None
