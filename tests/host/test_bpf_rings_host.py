@@ -200,17 +200,19 @@ def test_perf_ring_delivers_every_record_in_order(rig_factory) -> None:  # type:
     counts = LossCounts()
     by_cpu: Dict[int, List[Tuple[int, int]]] = {}
 
-    def handler(cpu: int, rec: bytes) -> None:
-        by_cpu.setdefault(cpu, []).append(struct.unpack_from("<QQ", rec))
+    def handler(cpu: int, rec: Tuple[int, int]) -> None:  # unpacked by the reader
+        by_cpu.setdefault(cpu, []).append(rec)
+
+    rec = struct.Struct("<QQ")
 
     with PerfRingReader.for_map(rig.out, pages=16, loss=counts) as reader:
         rig.attach()
         rig.child.go()
         deadline = time.monotonic() + 60
         while sum(map(len, by_cpu.values())) < n and time.monotonic() < deadline:
-            reader.poll(0.05, handler)
+            reader.poll(0.05, handler, record=rec)
         assert rig.child.sent()
-        reader.drain(handler)
+        reader.drain(handler, record=rec)
         lost = reader.lost
     rig.child.finish()
     pid = rig.child.pid

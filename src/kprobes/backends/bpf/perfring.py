@@ -76,8 +76,9 @@ _HDR = struct.Struct("=IxxH")  # type, size
 _SAMPLE = struct.Struct("=IxxHI")  # type, size, raw size
 _LOST = struct.Struct("=QQ")  # id, lost
 
-#: ``handler(cpu, record)``: ``record`` is the sample's bytes (a private copy: keep it if you like).
-RecordHandler = Callable[[int, bytes], None]
+#: ``handler(cpu, sample)``: the sample's bytes (a private copy: keep it if you like), or the
+#: tuple of the ``record`` format when the reader is given one.
+RecordHandler = Callable[[int, Any], None]
 
 
 class PerfRingError(BPFError):
@@ -394,13 +395,14 @@ class PerfRingReader:
                 self._report(ring)
         return out
 
-    def read(self, handler: RecordHandler) -> int:
-        """Call ``handler(cpu, record)`` for every published sample; returns how many."""
+    def read(self, handler: RecordHandler, record: Optional[struct.Struct] = None) -> int:
+        """Call ``handler(cpu, sample)`` for every published sample (its bytes, or with
+        ``record`` its tuple); returns how many."""
         n = 0
-        batch: List[bytes] = []
+        batch: List[Any] = []
         for ring in self.rings:
             lost = ring.lost
-            ring.read_batch(batch)
+            ring.read_batch(batch, record)
             if ring.lost != lost:
                 self._report(ring)
             cpu = ring.cpu
@@ -416,22 +418,20 @@ class PerfRingReader:
             raise BPFError("the perf ring reader is not open")
         return bool(self._epoll.poll(-1 if timeout is None else timeout))
 
-    def poll(self, timeout: Optional[float] = None,
-             handler: Optional[RecordHandler] = None) -> List[bytes]:
+    def poll(self, timeout: Optional[float] = None, handler: Optional[RecordHandler] = None,
+             record: Optional[struct.Struct] = None) -> List[Any]:
         """Wait up to ``timeout`` seconds, then read every ring.
 
         With ``handler`` the samples go to it (and the returned list is empty);
-        without, they are returned.
+        without, they are returned.  ``record`` unpacks each sample into a tuple.
         """
         self.wait(timeout)
-        if handler is not None:
-            self.read(handler)
-            return []
-        return self.read_batch()
+        return self.drain(handler, record)
 
-    def drain(self, handler: Optional[RecordHandler] = None) -> List[bytes]:
-        """Everything still published (at stop: after the program is detached)."""
+    def drain(self, handler: Optional[RecordHandler] = None,
+              record: Optional[struct.Struct] = None) -> List[Any]:
+        """Everything published now (at stop: after the program is detached)."""
         if handler is not None:
-            self.read(handler)
+            self.read(handler, record)
             return []
-        return self.read_batch()
+        return self.read_batch(None, record)

@@ -55,8 +55,9 @@ HDR_SIZE = 8
 _LEN_MASK = DISCARD_BIT - 1
 
 
-#: ``handler(record)``: the record's bytes (a private copy: keep it if you like).
-RingHandler = Callable[[bytes], None]
+#: ``handler(record)``: the record's bytes (a private copy: keep it if you like), or the tuple
+#: of the ``record`` format when the reader is given one.
+RingHandler = Callable[[Any], None]
 
 
 class RingBufError(BPFError):
@@ -359,8 +360,9 @@ class RingBufReader:
             self.drops.update()
         return out
 
-    def read(self, handler: RingHandler) -> int:
-        batch = self.read_batch()
+    def read(self, handler: RingHandler, record: Optional[struct.Struct] = None) -> int:
+        """Call ``handler(record)`` for every committed record; returns how many."""
+        batch = self.read_batch(None, record)
         for rec in batch:
             handler(rec)
         return len(batch)
@@ -370,22 +372,24 @@ class RingBufReader:
             raise BPFError("the ring buffer reader is not open")
         return bool(self._epoll.poll(-1 if timeout is None else timeout))
 
-    def poll(self, timeout: Optional[float] = None,
-             handler: Optional[RingHandler] = None) -> List[bytes]:
-        """Wait up to ``timeout`` seconds, then read what is committed."""
+    def poll(self, timeout: Optional[float] = None, handler: Optional[RingHandler] = None,
+             record: Optional[struct.Struct] = None) -> List[Any]:
+        """Wait up to ``timeout`` seconds, then read what is committed (to ``handler``, or
+        returned); ``record`` unpacks each record into a tuple."""
         self.wait(timeout)
         if handler is not None:
-            self.read(handler)
+            self.read(handler, record)
             return []
-        return self.read_batch()
+        return self.read_batch(None, record)
 
-    def drain(self, handler: Optional[RingHandler] = None) -> List[bytes]:
+    def drain(self, handler: Optional[RingHandler] = None,
+              record: Optional[struct.Struct] = None) -> List[Any]:
         """Everything committed (at stop), in a loop until the ring is empty or busy."""
-        out: List[bytes] = []
+        out: List[Any] = []
         ring = self._ring()
         while True:
             before = int(ring.consumer.value)
-            self.read_batch(out)
+            self.read_batch(out, record)
             if int(ring.consumer.value) == before:
                 break
         if handler is not None:
