@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
-from typing import List, Optional, TextIO
+from typing import List, Optional, TextIO, cast
 
 from ..errors import KprobesError
 from ..lang.diagnostics import LangError
@@ -114,19 +114,49 @@ def run(args: List[str], streams: Streams) -> int:
     opts = RunOptions(command=ns.command, pid=ns.pid, duration=ns.duration, fmt=ns.format,
                       buffer_size_kb=ns.buffer_size)
     out: TextIO = streams.out
-    fh: Optional[TextIO] = None
+    fh: Optional[_OutputFile] = None
     if ns.output:
         try:
-            fh = open(ns.output, "w", encoding="utf-8")
+            fh = _OutputFile(open(ns.output, "w", encoding="utf-8"), ns.output)
         except OSError as e:
             raise KprobesError(f"-o {ns.output}: {e.strerror}",
                                hint="give a file in a directory you can write to") from None  # fmt: skip
-        out = fh
+        out = cast(TextIO, fh)
     try:
         return run_engine(plan, opts, out, streams.err)
     finally:
         if fh is not None:
             fh.close()
+
+
+class _OutputFile:
+    """The ``-o FILE`` stream: a failed write is an error about FILE, not a traceback."""
+
+    def __init__(self, fh: TextIO, path: str) -> None:
+        self._fh = fh
+        self.path = path
+
+    def _failed(self, e: OSError) -> KprobesError:
+        return KprobesError(f"-o {self.path}: cannot write: {e.strerror or e}",
+                            hint="write the output to a regular file on a file system with space")  # fmt: skip
+
+    def write(self, text: str) -> int:
+        try:
+            return self._fh.write(text)
+        except OSError as e:
+            raise self._failed(e) from None
+
+    def flush(self) -> None:
+        try:
+            self._fh.flush()
+        except OSError as e:
+            raise self._failed(e) from None
+
+    def close(self) -> None:
+        try:
+            self._fh.close()
+        except OSError as e:
+            raise self._failed(e) from None
 
 
 # -- listing -------------------------------------------------------------------

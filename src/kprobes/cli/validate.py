@@ -56,6 +56,9 @@ def check_arguments(args: Sequence[str]) -> None:
     (``os.fsdecode``); name the argument and the byte offset of the bad byte.
     """
     for i, arg in enumerate(args, 1):
+        if "\x00" in arg:
+            raise _usage(f"argument {i} contains a NUL byte at offset {arg.index(chr(0))}",
+                         hint="arguments are C strings; remove the NUL")  # fmt: skip
         try:
             arg.encode("utf-8")
         except UnicodeEncodeError:
