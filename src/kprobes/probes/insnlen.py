@@ -10,10 +10,10 @@ instruction starts.
 * x86-64: a length decoder (not a disassembler): legacy prefixes, REX, the
   one-byte map and the 0F, 0F38 and 0F3A maps, ModRM/SIB/displacement, every
   immediate form (operand-size prefix, ``mov r64, imm64``, ``moffs`` with
-  A0-A3 and the address-size prefix, ``enter``, the F6/F7 group), VEX (C4/C5)
-  and EVEX (62).  Anything else (opcodes invalid in 64-bit mode, AMD XOP,
-  bytes running past the end, more than 15 bytes) is *unknown*: offsets after
-  it cannot be proven safe.
+  A0-A3 and the address-size prefix, ``enter``, the F6/F7 group), VEX (C4/C5),
+  EVEX (62) and AMD XOP (8F).  Anything else (opcodes invalid in 64-bit mode,
+  reserved maps, APX, bytes running past the end, more than 15 bytes) is
+  *unknown*: offsets after it cannot be proven safe.
 * arm64: every instruction is 4 bytes.
 
 Pure code: bytes in, offsets out.  No I/O.
@@ -90,7 +90,7 @@ def _one_byte_map() -> Tuple[Tuple[bool, int], ...]:
     t[0xF7] = (True, _GRP3Z)
     t[0xFE] = (True, _NONE)
     t[0xFF] = (True, _NONE)
-    t[0x8F] = (True, _NONE)  # pop r/m (reg != 0 would be AMD XOP: handled in the decoder)
+    t[0x8F] = (True, _NONE)  # pop r/m (8F with a map >= 8 in the next byte is AMD XOP)
     return tuple(t)
 
 
@@ -103,11 +103,12 @@ def _two_byte_map() -> Tuple[Tuple[bool, int], ...]:
     for op in range(0xC8, 0xD0):
         t[op] = (False, _NONE)  # bswap
     for op in (0x04, 0x0A, 0x0C, 0x24, 0x25, 0x26, 0x27, 0x36, 0x39, 0x3B, 0x3C, 0x3D,
-               0x3E, 0x3F, 0x7A, 0x7B, 0xA6, 0xA7):  # fmt: skip
+               0x3E, 0x3F, 0x7A, 0x7B):  # fmt: skip
         t[op] = (False, _BAD)
     for op in (0x70, 0x71, 0x72, 0x73, 0xA4, 0xAC, 0xBA, 0xC2, 0xC4, 0xC5, 0xC6):
         t[op] = (True, _IB)
     t[0x0F] = (True, _IB)  # 3DNow!: the opcode is a trailing byte
+    # 0F A6 / 0F A7 (VIA PadLock xsha*, xcrypt*, montmul) take a ModRM-like byte: the default
     for op in range(0x80, 0x90):
         t[op] = (False, _REL32)  # jcc rel32
     return tuple(t)
@@ -177,6 +178,19 @@ def _vex_length(code: bytes, start: int, p: int, end: int) -> Optional[int]:
     return q - start if q <= end else None
 
 
+def _xop_length(code: bytes, start: int, p: int, end: int) -> Optional[int]:
+    """Length of an AMD XOP instruction (8F escape, map 8/9/A) whose 8F byte is at ``p``."""
+    mmap = code[p + 1] & 0x1F
+    if mmap not in (8, 9, 10):
+        return None
+    q = p + 4  # 8F, two payload bytes, the opcode
+    m = _modrm_len(code, q, end)
+    if m < 0:
+        return None
+    q += m + {8: 1, 9: 0, 10: 4}[mmap]
+    return q - start if q <= end else None
+
+
 def insn_length(code: bytes, start: int = 0, end: Optional[int] = None) -> Optional[int]:
     """Length of the x86-64 instruction at ``code[start]``, or None when it cannot be decoded.
 
@@ -213,6 +227,8 @@ def insn_length(code: bytes, start: int = 0, end: Optional[int] = None) -> Optio
     op = code[p]
     if op in (0xC4, 0xC5, 0x62):
         return _vex_length(code, start, p, limit)
+    if op == 0x8F and p + 1 < limit and code[p + 1] & 0x1F >= 8:
+        return _xop_length(code, start, p, limit)
     p += 1
     if op == 0x9B and p < limit and 0xD8 <= code[p] <= 0xDF:
         # fwait + x87 (fstcw, fstsw, finit...): one instruction to assemblers and
@@ -249,7 +265,7 @@ def insn_length(code: bytes, start: int = 0, end: Optional[int] = None) -> Optio
         if m < 0:
             return None
         if op == 0x8F and (code[modrm_at] >> 3) & 7:
-            return None  # AMD XOP
+            return None  # pop r/m is /0 only (XOP was taken above)
         p += m
     if imm == _NONE:
         pass
