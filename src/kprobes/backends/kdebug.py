@@ -946,3 +946,23 @@ def format_line_table(function: str, fname: str, decl: int, rows: Sequence[Tuple
     for rel, ln, offs in rows:
         out.append(f"{rel:7d}  {fname}:{ln}  " + " ".join(f"+{o}" for o in offs))
     return "\n".join(out) + "\n"
+
+
+def open_kernel_debug(vmlinux: Optional[str], *, root: str = "/", check_running: bool = True) -> KernelDebug:
+    """Find (:func:`find_kernel_vmlinux`) and open the kernel's debug vmlinux."""
+    return KernelDebug(find_kernel_vmlinux(vmlinux, root=root, check_running=check_running))
+
+
+def format_variables(point_text: str, found: Sequence[Tuple[KernelProbe, List[Tuple[str, str, Optional[str]]]]]) -> str:
+    """perf's ``-V`` layout; variables without a location at that address are listed in parentheses."""
+    out: List[str] = []
+    for p, rows in found:
+        out.append(f"Available variables at {point_text}")
+        out.append(f"        @<{p.symbol}+{p.offset}>")
+        for tname, name, fetch in sorted(rows, key=lambda r: r[1]):
+            if fetch is not None:
+                out.append(f"                {tname}\t{name}")
+        for tname, name, fetch in sorted(rows, key=lambda r: r[1]):
+            if fetch is None:
+                out.append(f"                ({tname}\t{name}: no location here, optimized out)")
+    return "\n".join(out) + "\n"

@@ -52,6 +52,9 @@ def build_parser() -> ArgParser:
     p.add_argument("--debug-root", default="/", metavar="DIR",
                    help="look for distribution debug files under DIR (default /)")  # fmt: skip
     p.add_argument("-n", "--dry-run", action="store_true", help="print the tracefs definition, define nothing")
+    p.add_argument("-D", "--definition", dest="show_defs", action="append", default=[], metavar="DEF",
+                   help="print the kprobe_events line(s) of DEF, like perf probe -D (kernel: may use -k "
+                   "VMLINUX of another kernel build)")  # fmt: skip
     return p
 
 
@@ -65,9 +68,33 @@ def _open_debuginfo(ns: argparse.Namespace) -> DebugInfo:
     return DebugInfo(find_debug_vmlinux(ns.vmlinux, root=ns.debug_root), kernel=True)
 
 
+def _kernel_definitions(ns: argparse.Namespace, text: str, *, offline: bool) -> List[str]:
+    """Kernel perf-probe definitions resolved on the debug vmlinux (backends.kdebug)."""
+    from ..backends.kdebug import definitions, open_kernel_debug
+
+    with open_kernel_debug(ns.vmlinux, root=ns.debug_root, check_running=not offline) as kd:
+        return definitions(kd, text, group=ns.group or "probe")
+
+
+def _show_kernel_lines(ns: argparse.Namespace, streams: Streams) -> None:
+    from ..backends.dwarf import _read_source
+    from ..backends.kdebug import format_line_table, open_kernel_debug
+
+    with open_kernel_debug(ns.vmlinux, root=ns.debug_root, check_running=False) as kd:
+        fname, decl, rows = kd.line_table(ns.line)
+    text = _read_source(fname, ns.source) if ns.source else None
+    streams.out.write(format_line_table(ns.line, fname, decl, rows, text))
+    if text is None:
+        streams.err.write(f"kprobes: source file {fname} not found: the line table (relative line, "
+                          "source line, offsets) is shown instead (give the source tree with -s DIR)\n")  # fmt: skip
+
+
 def _show_lines(ns: argparse.Namespace, streams: Streams) -> None:
     from ..backends.dwarf import format_listing
 
+    if not ns.binary:
+        _show_kernel_lines(ns, streams)
+        return
     with _open_debuginfo(ns) as dbg:
         src = dbg.source(ns.line, source_dirs=ns.source)
     streams.out.write(format_listing(src))
@@ -82,6 +109,14 @@ def _show_vars(ns: argparse.Namespace, streams: Streams) -> None:
     m = re.match(r"^([A-Za-z_][\w.]*)(?::(\d+)|\+(\d+))?$", ns.vars)
     if m is None:
         raise UsageError(f"-V {ns.vars!r}: expected FUNC, FUNC:RLN or FUNC+OFFS")
+    if not ns.binary:
+        from ..backends.kdebug import format_variables as kformat
+        from ..backends.kdebug import open_kernel_debug, parse_kernel_point
+
+        with open_kernel_debug(ns.vmlinux, root=ns.debug_root, check_running=False) as kd:
+            found = kd.variables(parse_kernel_point(ns.vars))
+        streams.out.write(kformat(ns.vars, found))
+        return
     with _open_debuginfo(ns) as dbg:
         line = int(m.group(2)) if m.group(2) else None
         pt = dbg.point(m.group(1), line, offset=int(m.group(3) or 0), skip_prologue=line is None and not m.group(3))
@@ -94,6 +129,28 @@ def run(args: List[str], streams: Streams) -> int:
     if ns is None:
         return 0
     adds = list(ns.add) + list(ns.definition)
+    if ns.show_defs:
+        from ..backends.kdebug import needs_dwarf
+
+        for d in ns.show_defs:
+            if ns.binary or not needs_dwarf(d):
+                from ..backends.persist import ProbeManager
+                from ..backends.tracefs.fs import TraceFS
+
+                mgr0 = ProbeManager(TraceFS("/nonexistent"), group=ns.group, debug_root=ns.debug_root)
+                streams.out.write(mgr0.build(d, binary=ns.binary, vmlinux=ns.vmlinux)[0] + "\n")
+            else:
+                for line in _kernel_definitions(ns, d, offline=True):
+                    streams.out.write(line + "\n")
+        if not (adds or ns.delete or ns.list or ns.line or ns.vars):
+            return 0
+    if not ns.binary and adds:
+        from ..backends.kdebug import needs_dwarf
+
+        kadds: List[str] = []
+        for d in adds:
+            kadds += _kernel_definitions(ns, d, offline=ns.dry_run) if needs_dwarf(d) else [d]
+        adds = kadds
     if not (adds or ns.delete or ns.list or ns.line or ns.vars):
         raise UsageError("nothing to do", hint="use --add DEF, --del NAME, --list, -L FUNC or -V FUNC:LINE")
     if ns.line:
