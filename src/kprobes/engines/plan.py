@@ -26,7 +26,7 @@ from ..lang.checked import CheckedProgram
 from ..probes.arch import Arch
 from .fetch import FAMILY, Fetch, FetchFinder
 from .pushdown import split_predicate
-from .targets import DEFAULT_BUDGET, Governor, SymbolSource, Target, expand, not_found
+from .targets import DEFAULT_BUDGET, Governor, SymbolSource, Target, expand, misplaced_uprobe, not_found
 
 if TYPE_CHECKING:
     from .provider import KernelTypeProvider
@@ -77,6 +77,8 @@ class ProgramPlan:
     checked: CheckedProgram
     variants: List[Variant]
     symbols: Optional[SymbolSource] = None
+    #: --unsafe: uprobe offsets were not checked, and are not at arming either
+    unsafe: bool = False
 
     @property
     def kernel_events(self) -> List[KernelEvent]:
@@ -108,6 +110,10 @@ class ProgramPlan:
                 if len(v.events) > 20:
                     lines.append(f"    ... {len(v.events) - 20} more")
                 lines.append(f"  kernel filter: {v.kernel_filter or '(none)'}")
+                src = text[probe.span.start:probe.span.end] if probe.span else ""
+                if v.family == "tracepoint" and not v.eprobe and "comm" in src:
+                    lines.append("  comm: not in the record (no event probes on this kernel): saved_cmdlines, "
+                                 "corrected in event order by task:task_rename/task_newtask")
             if v.python_conjuncts:
                 parts = [text[c.span.start:c.span.end] for c in v.python_conjuncts]
                 lines.append("  python predicate: " + " && ".join(parts))
@@ -169,6 +175,8 @@ def plan_program(
             targets = expand(ap, src, wildcard_filter if fam == "kprobe" else None)
             if not targets:
                 raise not_found(ap)
+            if fam == "uprobe" and not gov.unsafe:
+                _check_placement(checked, ap)
             if len(targets) > biggest[1]:
                 biggest = (ap.raw, len(targets))
             by_family[fam].extend(targets)
@@ -177,7 +185,20 @@ def plan_program(
             total += len(by_family[fam])
     gov.check(total, f"{biggest[0]} expands to {biggest[1]}" if biggest[1] > 1 else "")
     _share_tracepoints(checked, variants)
-    return ProgramPlan(checked, variants, src)
+    return ProgramPlan(checked, variants, src, unsafe=gov.unsafe)
+
+
+def _check_placement(checked: CheckedProgram, ap: ast.AttachPoint) -> None:
+    """``uprobe:PATH:FUNC+OFFS`` / ``uprobe:PATH:0xOFF`` must start an instruction."""
+    bad = misplaced_uprobe(ap)
+    if bad is None:
+        return
+    from ..lang.diagnostics import ERROR, Diagnostic, LangError
+    from ..lang.source import Source
+
+    program = checked.program
+    raise LangError([Diagnostic(ERROR, bad.message, ap.span, (bad.hint,))],
+                    Source(program.text, program.filename))
 
 
 def _share_tracepoints(checked: CheckedProgram, variants: List[Variant]) -> None:

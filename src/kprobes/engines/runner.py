@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, TextIO, Tuple
 
 from ..backends.process import spawn_gated
 from ..errors import KprobesError
+from ..events.cmdlines import IDLE_COMM
 from ..events.model import TraceEvent
 from .evaluator import ExitProgram, ProbeRunner, Runtime, compile_variants
 from .plan import KernelEvent, ProgramPlan
@@ -110,7 +111,7 @@ def _synthetic(name: str, ts: int) -> TraceEvent:
     return TraceEvent(comm=own_comm(), pid=pid, cpu=0, timestamp_ns=ts, event=name, tgid=pid)
 
 
-def _arm(session: object, ev: KernelEvent) -> None:
+def _arm(session: object, ev: KernelEvent, unsafe: bool = False) -> None:
     from ..backends.tracefs.session import Session
 
     assert isinstance(session, Session)
@@ -130,7 +131,7 @@ def _arm_one(session: object, ev: KernelEvent) -> None:
         add_eprobe(session, ev.definition, filter=ev.filter)
     else:
         assert ev.definition is not None
-        session.add(ev.definition, filter=ev.filter)
+        session.add(ev.definition, filter=ev.filter, unsafe=unsafe)
 
 
 def run_plan(
@@ -209,7 +210,7 @@ def _arm_all(s: object, plan: ProgramPlan, opts: RunOptions, err: TextIO) -> Non
     wild = {ev.event for v in plan.variants if len(v.events) > 1 for ev in v.events}
     for i, ev in enumerate(events, 1):
         try:
-            _arm(s, ev)
+            _arm(s, ev, plan.unsafe)
         except KprobesError as e:
             if ev.event not in wild:
                 if ev.kind == "kprobe" and plan.symbols is not None:
@@ -259,6 +260,8 @@ def _loop(
     for ev in s.events(opts.duration, until=until):
         if rt.exit_requested:
             continue
+        if not ev.pid and ev.comm == IDLE_COMM:
+            ev.__dict__["comm"] = f"swapper/{ev.cpu}"  # the idle task's comm, as bpftrace shows it
         handlers = get(ev.event)
         if handlers is None:
             continue

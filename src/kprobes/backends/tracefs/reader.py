@@ -71,9 +71,17 @@ __all__ = [
     "EventReader",
     "ReaderProbe",
     "open_reader",
+    "COMM_FIELD",
+    "CommTracker",
+    "TrackedReader",
+    "TASK_COMM_EVENTS",
 ]
 
 Finisher = Callable[[TraceEvent], None]
+
+#: The hidden fetcharg holding the task's comm at event time (``__comm=$comm:string``):
+#: readers move it into ``TraceEvent.comm`` and drop it from the fields.
+COMM_FIELD = "__comm"
 
 
 class ReaderProbe(Protocol):
@@ -271,6 +279,106 @@ class _CommTable:
                 ev.__dict__["comm"] = comm
 
 
+# ---------------------------------------------------------------------- comm tracking
+
+#: Tracepoints that tell a task's comm in event order: exec and prctl(PR_SET_NAME)
+#: rename (oldcomm/newcomm), fork names the child (comm).
+TASK_COMM_EVENTS = (("task", "task_rename"), ("task", "task_newtask"))
+
+
+class CommTracker:
+    """pid → comm in event order, from ``task:task_rename``/``task:task_newtask`` events.
+
+    :meth:`apply` walks one time-ordered batch: rename/fork events update the
+    table and are dropped; every other event whose record has no comm of its
+    own gets the comm its task had at that point: the last rename or fork
+    seen for the pid, or for a pid first seen renamed later in the same
+    batch, that rename's ``oldcomm``.  Pids never seen renamed or forked
+    keep ``saved_cmdlines``' value.  ``exact`` names (own-group event names)
+    whose comm came from the kernel at event time (``__comm``): left alone.
+    """
+
+    def __init__(self, exact: Iterable[str] = ()) -> None:
+        self.exact = frozenset(exact)
+        self.table: Dict[int, str] = {}
+
+    def apply(self, events: Iterable[TraceEvent]) -> List[TraceEvent]:
+        table = self.table
+        exact = self.exact
+        out: List[TraceEvent] = []
+        pending: Dict[int, List[TraceEvent]] = {}
+        for ev in events:
+            key = (ev.group, ev.event)
+            if key in TASK_COMM_EVENTS:
+                f = ev.fields
+                if key[1] == "task_rename":
+                    pid = f.get("pid", ev.pid)
+                    old, new = f.get("oldcomm"), f.get("newcomm")
+                    if isinstance(pid, int) and isinstance(new, str):
+                        if isinstance(old, str):
+                            for early in pending.pop(pid, ()):
+                                early.__dict__["comm"] = old
+                        table[pid] = new
+                else:
+                    cpid, child = f.get("pid"), f.get("comm")
+                    if isinstance(cpid, int) and isinstance(child, str):
+                        table[cpid] = child
+                continue
+            if ev.group is None and ev.event in exact:
+                out.append(ev)
+                continue
+            comm = table.get(ev.pid)
+            if comm is not None:
+                ev.__dict__["comm"] = comm
+            elif ev.pid:
+                pending.setdefault(ev.pid, []).append(ev)
+            out.append(ev)
+        return out
+
+
+class TrackedReader:
+    """A session reader plus a second instance that records only task renames and forks.
+
+    The task events live in their own small instance so that they never
+    take room from (or count as losses of) the session's events.  Each
+    :meth:`read` reads the session's buffers first, then the task events
+    (a rename that happened before a session event was committed before
+    it), merges the two by time and lets a :class:`CommTracker` fix comms.
+    """
+
+    def __init__(self, main: EventReader, tasks: EventReader, tracker: CommTracker) -> None:
+        self.main = main
+        self.tasks = tasks
+        self.tracker = tracker
+        self.kind = main.kind
+        self.unparsed: List[UnparsedLine] = main.unparsed  # the same list
+
+    def update(self, probes: Sequence[ReaderProbe]) -> None:
+        self.main.update(probes)
+        self.tracker.exact = frozenset(p.event for p in probes if COMM_FIELD in p.types)
+
+    def wait(self, timeout_ms: int) -> None:
+        self.main.wait(timeout_ms)
+
+    def _merge(self, events: List[TraceEvent], tasks: List[TraceEvent]) -> List[TraceEvent]:
+        self.tasks.unparsed.clear()
+        if not tasks:
+            return self.tracker.apply(events) if self.tracker.table else events
+        return self.tracker.apply(merge_by_time([tasks, events]))
+
+    def read(self) -> List[TraceEvent]:
+        events = self.main.read()
+        return self._merge(events, self.tasks.read())
+
+    def flush(self) -> List[TraceEvent]:
+        events = self.main.flush()
+        return self._merge(events, self.tasks.flush())
+
+    def close(self) -> None:
+        self.main.close()
+        self.tasks.close()
+
+
 # ---------------------------------------------------------------------- raw
 
 
@@ -388,6 +496,7 @@ class RawReader:
         own = p.group == self.own_group
         symbol_fields = [k for k, t in p.types.items() if t == "symbol"] if p.kind == "kprobe" else []
         ret = _is_return(p)
+        event_comm = COMM_FIELD in p.types
         if p.kind == "tracepoint" and not own:
             return None
         render = self.symbolizer.render
@@ -397,6 +506,10 @@ class RawReader:
             d = ev.__dict__  # a fresh, unshared event: set its fields like the decoder does
             if own:
                 d["group"] = None
+            if event_comm:
+                c = d["fields"].pop(COMM_FIELD, None)
+                if isinstance(c, str):
+                    d["comm"] = c
             ip = d["probe_ip"]
             if ip is not None:
                 if ret:
@@ -446,8 +559,6 @@ class RawReader:
             if result.missed or result.lost_undecodable:
                 note(result.missed, result.missed_events, result.lost_undecodable)
             out.extend(result.events)
-        if out:
-            self._comms.fix_unknown(out)
         return out
 
     def read(self) -> List[TraceEvent]:
@@ -471,6 +582,7 @@ class RawReader:
                 fin = get((ev.group, ev.event))
                 if fin is not None:
                     fin(ev)
+        self._comms.fix_unknown(events)  # after the finishers: event-time comms need no lookup
         return events
 
     def flush(self) -> List[TraceEvent]:
@@ -544,6 +656,11 @@ class TextReader:
                 if not item.reason.startswith("lost events"):
                     unparsed += 1
             elif isinstance(item, TraceEvent):
+                f = item.fields
+                if COMM_FIELD in f and isinstance(f, dict):
+                    c = f.pop(COMM_FIELD)
+                    if isinstance(c, str):
+                        item.__dict__["comm"] = c
                 if item.group is None and groups:
                     g = groups.get(item.event)
                     if g is not None:

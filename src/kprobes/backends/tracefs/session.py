@@ -53,11 +53,14 @@ if TYPE_CHECKING:
     from .reader import EventReader
 from .ledger import EventsLost, LossLedger, read_cpu_stats, read_probe_counters
 from .owner import current_owner
+from .reader import COMM_FIELD, TASK_COMM_EVENTS, CommTracker, TrackedReader
 from .reaper import GcReport, list_dynamic_events, reap, remove_group_events, remove_instance
 
 __all__ = ["Session", "Probe", "SessionInterrupted", "CleanupInterrupted", "EventsLost"]
 
 Handler = Callable[[TraceEvent], None]
+#: Most fetchargs one dynamic event may have (the kernel's MAX_TRACE_ARGS).
+_MAX_ARGS = 128
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -146,6 +149,13 @@ class Session:
     overruns and drops, missed-events pages, kprobe misses, undecodable
     records); with ``loss_is_error`` :meth:`events` raises
     :class:`~.ledger.EventsLost` after the last event when anything was lost.
+
+    ``event_comm`` adds a hidden ``__comm=$comm:string`` fetcharg to every
+    kprobe/uprobe definition: the reader takes the event's ``comm`` from it
+    (the task's name when the probe fired, as bpftrace's ``comm``) instead
+    of ``saved_cmdlines`` (the name at some later context switch: wrong for
+    a task that exec'd or renamed itself since).  Tracepoints have no fetch
+    arguments; their comm is ``saved_cmdlines``' as in trace_pipe.
     """
 
     def __init__(
@@ -160,6 +170,7 @@ class Session:
         exclude_self: bool = True,
         reader: str = "raw",
         loss_is_error: bool = False,
+        event_comm: bool = True,
     ) -> None:
         if reader not in ("raw", "text"):
             raise KprobesError(f"unknown reader {reader!r}", hint="the readers are 'raw' and 'text'")
@@ -173,6 +184,7 @@ class Session:
         self.exclude_self = exclude_self
         self.reader = reader
         self.loss_is_error = loss_is_error
+        self.event_comm = event_comm
         self.reader_kind: Optional[str] = None
         self.reader_fallback: Optional[str] = None
         self.ledger = LossLedger(reader=reader)
@@ -197,6 +209,10 @@ class Session:
         self._signalled: Optional[int] = None
         self._pending_signal: Optional[int] = None
         self._quiesced = False
+        #: task tracepoints recorded to follow renames (see :meth:`_track_comms`)
+        self._comm_events: List[Probe] = []
+        self._comm_instance: Optional[str] = None
+        self._comm_cleanup_failed: Optional[str] = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -367,6 +383,11 @@ class Session:
                     if e.errno != errno.EBUSY or delay == 0.5:
                         errors.append(f"instance {self.name}: {os.strerror(e.errno or 0)}")
                         break
+            self._remove_comm_instance(fs)
+            if self._comm_cleanup_failed:
+                errors.append(f"instance {self._comm_cleanup_failed}: busy")
+                self._comm_cleanup_failed = None
+            self._comm_events = []
             if any(p.kind != "tracepoint" for p in self.probes.values()):
                 left = self._remove_group(fs)
                 if left:
@@ -424,6 +445,7 @@ class Session:
         *,
         filter: Optional[str] = None,
         enable: bool = True,
+        unsafe: bool = False,
     ) -> Probe:
         """Define a kprobe/kretprobe/uprobe/uretprobe in the session's group and enable it.
 
@@ -437,12 +459,17 @@ class Session:
         fs = self._require_open()
         from ..prepare import prepare_definition
 
-        prepared = prepare_definition(definition, arch=self.arch, features_source=fs)
+        prepared = prepare_definition(definition, arch=self.arch, features_source=fs, unsafe=unsafe)
         spec = prepared.spec
         label = spec.event or spec.default_event or self._fresh_label(spec.kind)
         event = label
         spec = dataclasses.replace(spec, group=self.group, event=event)
         text = spec.render()
+        types = dict(prepared.types)
+        if self.event_comm and len(spec.args) < _MAX_ARGS and COMM_FIELD not in types:
+            # the task's comm when the probe fired (not saved_cmdlines' later value)
+            text += f" {COMM_FIELD}=$comm:string"
+            types[COMM_FIELD] = "string"
         target = "kprobe_events" if spec.kind == "kprobe" else "uprobe_events"
         if not fs.exists(target):
             target = "dynamic_events" if fs.exists("dynamic_events") else target
@@ -462,7 +489,7 @@ class Session:
             raise explain_write_refusal(e, text, spec.kind, fs.root) from None
         probe = Probe(
             label=label, group=self.group, event=event, kind=spec.kind, definition=text,
-            filter=filter, types=prepared.types,
+            filter=filter, types=types,
         )  # fmt: skip
         self.probes[label] = probe
         self.ledger.add_probe(label, spec.kind, spec.is_return)
@@ -497,7 +524,56 @@ class Session:
         self.probes[ev] = probe
         self.ledger.add_probe(ev, "tracepoint")
         self._arm(probe, enable)
+        self._track_comms(fs)
         return probe
+
+    def _track_comms(self, fs: TraceFS) -> None:
+        """Record ``task:task_rename``/``task:task_newtask`` in a second private instance (once).
+
+        A tracepoint's record has no comm; these two events let the reader
+        give each event the comm its task had then (:class:`~.reader.CommTracker`)
+        rather than ``saved_cmdlines``' later one.  They get an instance of
+        their own (named like a session, so ``gc`` reaps it after SIGKILL):
+        they must not take room in, or add losses to, the session's buffer.
+        Skipped when the kernel lacks them or ``event_comm`` is off.
+        """
+        if not self.event_comm or self._comm_instance is not None:
+            return
+        avail = [(g, e) for g, e in TASK_COMM_EVENTS if fs.exists(f"events/{g}/{e}")]
+        if not avail:
+            return
+        name = current_owner().name
+        inst = f"instances/{name}"
+        try:
+            os.mkdir(fs.path(inst))
+        except OSError:
+            return
+        self._comm_instance = name
+        try:
+            clocks = fs.read(f"{inst}/trace_clock")
+            if self.clock and self.clock in clocks.replace("[", " ").replace("]", " ").split():
+                fs.write(f"{inst}/trace_clock", self.clock)
+            fs.write(f"{inst}/buffer_size_kb", "256")
+            for g, e in avail:
+                fs.write(f"{inst}/events/{g}/{e}/enable", "1")
+                self._comm_events.append(Probe(label=f"__{e}", group=g, event=e, kind="tracepoint"))
+        except (OSError, KprobesError):
+            self._comm_events = []
+            self._remove_comm_instance(fs)
+
+    def _remove_comm_instance(self, fs: TraceFS) -> None:
+        name, self._comm_instance = self._comm_instance, None
+        if name is None:
+            return
+        for delay in (0.0, 0.01, 0.05, 0.1, 0.3):
+            time.sleep(delay)
+            try:
+                remove_instance(fs, name)
+                return
+            except OSError as e:
+                if e.errno != errno.EBUSY:
+                    break
+        self._comm_cleanup_failed = name
 
     def _fresh_label(self, kind: str) -> str:
         self._counter += 1
@@ -568,9 +644,18 @@ class Session:
             reader, why = open_reader(
                 self.reader, fs, self.instance, probes, own_group=self.group, ledger=self.ledger
             )
-            self._reader = reader
             self.reader_kind = reader.kind
             self.reader_fallback = why
+            if self._comm_instance is not None and self._comm_events:
+                try:
+                    tasks, _why = open_reader(reader.kind, fs, f"instances/{self._comm_instance}",
+                                              self._comm_events, ledger=LossLedger(reader.kind))
+                except (OSError, KprobesError):
+                    pass  # comms stay saved_cmdlines'
+                else:
+                    tracker = CommTracker(p.event for p in probes if COMM_FIELD in p.types)
+                    reader = TrackedReader(reader, tasks, tracker)
+            self._reader = reader
         else:
             self._reader.update(probes)
         return self._reader
