@@ -292,6 +292,10 @@ class PerfRingReader:
     left behind, only picked up later.
 
     ``loss`` receives ``note_lost("bpf perf ring", cpu, n)`` for every LOST record.
+
+    Rings are opened on the online CPUs (or ``cpus``): a possible but offline CPU
+    cannot host a perf event (``ENODEV``), and no program runs there; a CPU brought
+    online later has no ring, and ``bpf_perf_event_output`` there fails (``-ENOENT``).
     """
 
     def __init__(self, slots: Callable[[int, int], None], *, pages: int = 64,

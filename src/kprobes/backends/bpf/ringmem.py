@@ -17,7 +17,9 @@ must pair with an acquire on the head and a release on the tail, see
 * x86 (TSO) keeps loads in order with earlier loads and stores in order with earlier
   loads, so "load head, then read records" is an acquire and "read records, then
   store tail" is a release with no instruction between them; CPython's calls into C
-  are opaque to the compiler, so nothing is moved across them either.
+  are opaque to the compiler, so nothing is moved across them either.  (perf(1)
+  does the same: ``READ_ONCE(data_head)``, ``smp_rmb()`` -- only a compiler barrier
+  on x86 -- then ``memcpy`` of the records, then ``smp_mb()`` and the tail store.)
 * arm64 and other weakly ordered CPUs reorder loads.  Python cannot emit ``dmb``,
   so :class:`Fence` borrows one from libc: ``pthread_mutex_unlock`` ends in a
   store-release and ``pthread_mutex_lock`` in a load-acquire (LDAXR/CASA); an
