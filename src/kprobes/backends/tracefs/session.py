@@ -445,7 +445,6 @@ class Session:
         *,
         filter: Optional[str] = None,
         enable: bool = True,
-        unsafe: bool = False,
     ) -> Probe:
         """Define a kprobe/kretprobe/uprobe/uretprobe in the session's group and enable it.
 
@@ -459,7 +458,7 @@ class Session:
         fs = self._require_open()
         from ..prepare import prepare_definition
 
-        prepared = prepare_definition(definition, arch=self.arch, features_source=fs, unsafe=unsafe)
+        prepared = prepare_definition(definition, arch=self.arch, features_source=fs)
         spec = prepared.spec
         label = spec.event or spec.default_event or self._fresh_label(spec.kind)
         event = label
