@@ -238,12 +238,15 @@ class ProbeManager:
     # -- adding ------------------------------------------------------------------
 
     def add(self, text: str, *, binary: Optional[str] = None, vmlinux: Optional[str] = None,
-            force: bool = False) -> PersistentProbe:  # fmt: skip
-        """Define a persistent probe from perf-probe or tracefs syntax (see the module docstring)."""
+            force: bool = False, unsafe: bool = False) -> PersistentProbe:  # fmt: skip
+        """Define a persistent probe from perf-probe or tracefs syntax (see the module docstring).
+
+        ``unsafe`` places a uprobe even at an offset not proven to start an instruction.
+        """
         from .prepare import prepare_definition
 
         definition, explicit_group = self.build(text, binary=binary, vmlinux=vmlinux)
-        prepared = prepare_definition(definition, arch=self.arch, features_source=self.fs)
+        prepared = prepare_definition(definition, arch=self.arch, features_source=self.fs, unsafe=unsafe)
         spec = prepared.spec
         group = explicit_group or self.group or (
             uprobe_group(spec.place.path) if spec.kind == "uprobe" else DEFAULT_GROUP)  # type: ignore[union-attr]

@@ -5,7 +5,9 @@ Steps, each optional and each reported with a caret when it fails:
 1. the BTF shorthand ``p:FUNC ARGS`` (no event name: FUNC is the function, its
    name becomes the event's);
 2. uprobe places by symbol: ``/bin/bash:readline``, ``libc:malloc+4`` →
-   ``PATH:0xFILEOFFSET`` through the ELF reader;
+   ``PATH:0xFILEOFFSET`` through the ELF reader; an offset (``main+4``,
+   ``PATH:0x118b``) must start an instruction, or the probe would corrupt
+   the program (:mod:`.symbols.placement`; ``unsafe`` skips this);
 3. friendly arguments: ``arg2``, ``str(arg2)``, ``retval``, ``comm``;
 4. BTF names and member paths for kprobes: ``filename:string``,
    ``sk->__sk_common.skc_dport``, ``((struct task_struct *)arg3)->pid``;
@@ -29,7 +31,7 @@ from ..probes.spec import ProbeSpec
 if TYPE_CHECKING:
     from ..probes import KernelFeatures
 
-__all__ = ["Prepared", "prepare_definition", "guess_kind"]
+__all__ = ["Prepared", "prepare_definition", "guess_kind", "check_uprobe_placement"]
 
 _HEAD = re.compile(r"^([pr])(\d*)(?::(?:([A-Za-z_][\w]*)/)?([A-Za-z_][\w.]*)?)?$")
 _TYPES = re.compile(
@@ -110,6 +112,40 @@ def _resolve_uprobe_place(word: str, is_return_hint: bool) -> str:
     return f"{loc.path}:0x{loc.offset:x}{ref}{suffix}"
 
 
+def check_uprobe_placement(text: str, place: str, resolved: str) -> None:
+    """Refuse a uprobe offset that is not the start of an instruction.
+
+    ``place`` is the place as written in ``text`` (``/bin/x:main+2``,
+    ``libc:atoi+3``, ``/bin/x:0x118b``), ``resolved`` the same place as
+    ``PATH:0xFILEOFFSET`` after :func:`_resolve_uprobe_place`.  A function
+    itself (no offset, or +0) is always fine and costs no reading; anything
+    else is decoded by :mod:`.symbols.placement`.  The error's caret is under
+    the offset.
+    """
+    where = place.partition(":")[2].split("(")[0]
+    if where.endswith("%return"):
+        where = where[: -len("%return")]
+    raw = re.match(r"^(0[xX][0-9a-fA-F]+|\d+)$", where)
+    if not raw:
+        m = re.search(r"\+(0[xX][0-9a-fA-F]+|\d+)$", where)
+        if m is None or int(m.group(1), 0) == 0:
+            return
+    path, _, off = resolved.partition(":")
+    off = off.split("(")[0].split("%")[0]
+    from .symbols.placement import check_offset
+
+    verdict = check_offset(path, int(off, 16) if off[:2] in ("0x", "0X") else int(off))
+    if verdict.ok:
+        return
+    from ..errors import ProbeSyntaxError
+
+    start = text.find(place, len(text.split()[0]) + text.find(text.split()[0]))
+    pos = max(0, start) + len(place.partition(":")[0]) + 1
+    if not raw:
+        pos += where.rindex("+") + 1
+    raise ProbeSyntaxError(verdict.message, text, pos, hint=verdict.hint)
+
+
 def _needs_btf(arg: str) -> bool:
     """An argument kprobes must compile through BTF (a name or a member path)."""
     body = arg.split("=", 1)[1] if re.match(r"^[A-Za-z_]\w*=(?!=)", arg) else arg
@@ -158,6 +194,7 @@ def prepare_definition(
     btf: Optional[object] = None,
     features: Optional["KernelFeatures"] = None,
     file_check: Optional[Callable[[str], Optional[str]]] = None,
+    unsafe: bool = False,
 ) -> Prepared:
     """Turn a user's definition into a validated :class:`ProbeSpec`.
 
@@ -166,6 +203,8 @@ def prepare_definition(
     it also means "for this kernel": a kprobe on a kernel without kprobes is
     refused up front.  ``features`` overrides the README (``check --kernel``);
     ``file_check`` is the validator's uprobe-file hook (``local_file_check``).
+    ``unsafe`` skips the instruction-boundary check of uprobe offsets
+    (:func:`check_uprobe_placement`).
     """
     from ..probes import expand_friendly, validate
 
@@ -181,7 +220,10 @@ def prepare_definition(
     if kind == "kprobe" and words[0][:1] in "pr":
         words = _btf_shorthand(words)
     if kind == "uprobe" and len(words) >= 2:
+        place = words[1]
         words[1] = _resolve_uprobe_place(words[1], words[0].startswith("r"))
+        if not unsafe:
+            check_uprobe_placement(text, place, words[1])
     line = " ".join(words)
     if len(words) > 2 and kind == "kprobe":
         func = words[1].split(":")[-1].split("+")[0]

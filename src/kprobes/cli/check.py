@@ -41,6 +41,8 @@ def build_parser() -> ArgParser:
                    help="kprobe_events or uprobe_events syntax (default: from the place)")
     p.add_argument("--arch", default=None, help="x86_64 or arm64 (default: this machine)")
     p.add_argument("--json", action="store_true", help="one JSON object per definition")
+    p.add_argument("--unsafe", action="store_true",
+                   help="accept uprobe offsets not proven to start an instruction")
     return p
 
 
@@ -103,7 +105,7 @@ def _raw_uprobe_error(text: str, kind: str, features: object, arch: str,
 
 
 def check_one(text: str, kind: str, features: object, arch: str,
-              live: Optional["LiveKernel"] = None) -> Dict[str, object]:
+              live: Optional["LiveKernel"] = None, unsafe: bool = False) -> Dict[str, object]:
     """One definition's verdict; ``live`` adds the running kernel's registration checks."""
     from ..backends.livecheck import live_verdict
     from ..backends.prepare import guess_kind, prepare_definition
@@ -121,7 +123,7 @@ def check_one(text: str, kind: str, features: object, arch: str,
     try:
         if kind == "auto":
             prepared = prepare_definition(text, arch=arch, features=features,  # type: ignore[arg-type]
-                                          file_check=file_check)
+                                          file_check=file_check, unsafe=unsafe)
             spec, line = prepared.spec, prepared.line
         else:
             line = expand_friendly(text, k, arch)
@@ -167,7 +169,7 @@ def run(args: List[str], streams: Streams) -> int:
     live = None if offline else LiveKernel(root)
     bad = 0
     for d in ns.definitions:
-        res = check_one(d, ns.kind, features, arch, live)
+        res = check_one(d, ns.kind, features, arch, live, unsafe=ns.unsafe)
         if not res["ok"]:
             bad += 1
         if ns.json:

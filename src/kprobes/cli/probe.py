@@ -52,6 +52,8 @@ def build_parser() -> ArgParser:
     p.add_argument("--debug-root", default="/", metavar="DIR",
                    help="look for distribution debug files under DIR (default /)")  # fmt: skip
     p.add_argument("-n", "--dry-run", action="store_true", help="print the tracefs definition, define nothing")
+    p.add_argument("--unsafe", action="store_true",
+                   help="place uprobes even at offsets not proven to start an instruction")
     p.add_argument("-D", "--definition", dest="show_defs", action="append", default=[], metavar="DEF",
                    help="print the kprobe_events line(s) of DEF, like perf probe -D (kernel: may use -k "
                    "VMLINUX of another kernel build)")  # fmt: skip
@@ -176,7 +178,7 @@ def run(args: List[str], streams: Streams) -> int:
     added = []
     for d in adds:
         try:
-            added.append(mgr.add(d, binary=ns.binary, vmlinux=ns.vmlinux, force=ns.force))
+            added.append(mgr.add(d, binary=ns.binary, vmlinux=ns.vmlinux, force=ns.force, unsafe=ns.unsafe))
         except KprobesError as e:
             if len(adds) == 1:
                 raise

@@ -58,6 +58,8 @@ def build_parser() -> ArgParser:
     p.add_argument("--reader", choices=("raw", "text"), default="raw",
                    help="binary per-CPU pages (default) or trace_pipe text")
     p.add_argument("--arch", help="target architecture for arg1..argN (default: this machine's)")
+    p.add_argument("--unsafe", action="store_true",
+                   help="place uprobes even at offsets not proven to start an instruction")
     return p
 
 
@@ -119,7 +121,7 @@ def run(args: List[str], streams: Streams) -> int:
             if d.startswith(("t:", "tracepoint:")):
                 s.add_tracepoint(d.split(":", 1)[1], filter=ns.filter)
             else:
-                s.add(d, filter=ns.filter)
+                s.add(d, filter=ns.filter, unsafe=ns.unsafe)
         if ns.pid:
             s.set_pids([ns.pid])
         until = None

@@ -26,7 +26,15 @@ from ..lang.checked import CheckedProgram
 from ..probes.arch import Arch
 from .fetch import FAMILY, Fetch, FetchFinder
 from .pushdown import split_predicate
-from .targets import DEFAULT_BUDGET, Governor, SymbolSource, Target, expand, not_found
+from .targets import (
+    DEFAULT_BUDGET,
+    Governor,
+    SymbolSource,
+    Target,
+    expand,
+    misplaced_uprobe,
+    not_found,
+)
 
 if TYPE_CHECKING:
     from .provider import KernelTypeProvider
@@ -77,6 +85,8 @@ class ProgramPlan:
     checked: CheckedProgram
     variants: List[Variant]
     symbols: Optional[SymbolSource] = None
+    #: --unsafe: uprobe offsets were not checked, and are not at arming either
+    unsafe: bool = False
 
     @property
     def kernel_events(self) -> List[KernelEvent]:
@@ -173,6 +183,8 @@ def plan_program(
             targets = expand(ap, src, wildcard_filter if fam == "kprobe" else None)
             if not targets:
                 raise not_found(ap)
+            if fam == "uprobe" and not gov.unsafe:
+                _check_placement(checked, ap)
             if len(targets) > biggest[1]:
                 biggest = (ap.raw, len(targets))
             by_family[fam].extend(targets)
@@ -181,7 +193,20 @@ def plan_program(
             total += len(by_family[fam])
     gov.check(total, f"{biggest[0]} expands to {biggest[1]}" if biggest[1] > 1 else "")
     _share_tracepoints(checked, variants)
-    return ProgramPlan(checked, variants, src)
+    return ProgramPlan(checked, variants, src, unsafe=gov.unsafe)
+
+
+def _check_placement(checked: CheckedProgram, ap: ast.AttachPoint) -> None:
+    """``uprobe:PATH:FUNC+OFFS`` / ``uprobe:PATH:0xOFF`` must start an instruction."""
+    bad = misplaced_uprobe(ap)
+    if bad is None:
+        return
+    from ..lang.diagnostics import ERROR, Diagnostic, LangError
+    from ..lang.source import Source
+
+    program = checked.program
+    raise LangError([Diagnostic(ERROR, bad.message, ap.span, (bad.hint,))],
+                    Source(program.text, program.filename))
 
 
 def _share_tracepoints(checked: CheckedProgram, variants: List[Variant]) -> None:

@@ -111,15 +111,15 @@ def _synthetic(name: str, ts: int) -> TraceEvent:
     return TraceEvent(comm=own_comm(), pid=pid, cpu=0, timestamp_ns=ts, event=name, tgid=pid)
 
 
-def _arm(session: object, ev: KernelEvent) -> None:
+def _arm(session: object, ev: KernelEvent, unsafe: bool = False) -> None:
     from ..backends.tracefs.session import Session
 
     assert isinstance(session, Session)
     with session.critical():  # a signal waits until this event is armed (and cleanable)
-        _arm_one(session, ev)
+        _arm_one(session, ev, unsafe)
 
 
-def _arm_one(session: object, ev: KernelEvent) -> None:
+def _arm_one(session: object, ev: KernelEvent, unsafe: bool = False) -> None:
     from ..backends.tracefs.session import Session
 
     assert isinstance(session, Session)
@@ -131,7 +131,7 @@ def _arm_one(session: object, ev: KernelEvent) -> None:
         add_eprobe(session, ev.definition, filter=ev.filter)
     else:
         assert ev.definition is not None
-        session.add(ev.definition, filter=ev.filter)
+        session.add(ev.definition, filter=ev.filter, unsafe=unsafe)
 
 
 def run_plan(
@@ -210,7 +210,7 @@ def _arm_all(s: object, plan: ProgramPlan, opts: RunOptions, err: TextIO) -> Non
     wild = {ev.event for v in plan.variants if len(v.events) > 1 for ev in v.events}
     for i, ev in enumerate(events, 1):
         try:
-            _arm(s, ev)
+            _arm(s, ev, plan.unsafe)
         except KprobesError as e:
             if ev.event not in wild:
                 if ev.kind == "kprobe" and plan.symbols is not None:

@@ -16,12 +16,16 @@ from __future__ import annotations
 import fnmatch
 import os
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 from ..errors import KprobesError, NotTraceableError
 from ..lang import ast
 
-__all__ = ["Target", "SymbolSource", "expand", "explain_refusal", "Governor", "DEFAULT_BUDGET"]
+if TYPE_CHECKING:
+    from ..backends.symbols.placement import Placement
+
+__all__ = ["Target", "SymbolSource", "expand", "explain_refusal", "Governor", "DEFAULT_BUDGET",
+           "misplaced_uprobe"]
 
 #: Kernel probes armed without --unsafe.
 DEFAULT_BUDGET = 1000
@@ -122,6 +126,26 @@ def _uprobe_targets(ap: ast.AttachPoint) -> List[Target]:
     real = path if "/" in path else resolve_library(path)
     names = symbols_matching(real, [ap.func])
     return [Target(ap.provider, f"{real}:{n}", f"{ap.provider}:{path}:{n}", n) for n in names]
+
+
+def misplaced_uprobe(ap: ast.AttachPoint) -> Optional["Placement"]:
+    """The refusal of a uprobe attach point whose offset is not an instruction start, or None.
+
+    ``uprobe:PATH:FUNC`` (offset 0) is always fine and reads nothing;
+    ``FUNC+OFFS`` and ``PATH:0xOFF`` are decoded (:mod:`kprobes.backends.symbols.placement`).
+    """
+    if ap.address is None and not ap.offset:
+        return None
+    from ..backends.symbols import resolve_library, resolve_uprobe
+    from ..backends.symbols.placement import check_offset
+
+    path = ap.target if "/" in ap.target else resolve_library(ap.target)
+    if ap.address is not None:
+        offset = ap.address
+    else:
+        offset = resolve_uprobe(path, f"{ap.func}+{ap.offset}").offset
+    verdict = check_offset(path, offset)
+    return None if verdict.ok else verdict
 
 
 def _tracepoint_targets(ap: ast.AttachPoint, src: SymbolSource) -> List[Target]:

@@ -97,6 +97,9 @@ class Placement:
 
     @property
     def hint(self) -> str:
+        if "segment" in self.reason:
+            return ("uprobes go on code: probe a function by name (PATH:FUNC+OFFS), or take the "
+                    "file offset of an instruction from objdump -d / readelf -l")
         if self.symbol is None:
             return (f"nothing proves 0x{self.offset:x} starts an instruction: install the binary's "
                     "debug symbols, probe a function by name, or pass --unsafe if you are sure "

@@ -206,6 +206,12 @@ class TraceFS:
                 f"the kernel refused {definition!r}: the event is busy (enabled or used by another tracer)",
                 hint="disable it first (its enable file, or the tool that uses it)",
             )
+        if err.errno == errno.EILSEQ and not match:
+            return KprobesError(
+                f"the kernel refused {definition!r}: the probe point is not an instruction "
+                "boundary (FUNC+OFFS must be the first byte of an instruction)",
+                hint=_INSN_HINT,
+            )
         if match:
             en = match[-1]
             return KernelRefused(
@@ -228,8 +234,14 @@ class TraceFS:
                 yield line
 
 
+_INSN_HINT = ("a kprobe must start an instruction: take FUNC+OFFS from the disassembly "
+              "(objdump -d vmlinux, or gdb 'disassemble FUNC'), or probe FUNC itself")
+
+
 def _hint_for(message: str) -> Optional[str]:
     low = message.lower()
+    if "instruction boundary" in low:
+        return _INSN_HINT
     if "symbol" in low or "probe point" in low:
         return "check the name with 'kprobes list NAME': it may be inlined, static, or renamed (.isra/.constprop)"
     if "register" in low:
