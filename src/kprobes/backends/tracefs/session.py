@@ -445,6 +445,7 @@ class Session:
         *,
         filter: Optional[str] = None,
         enable: bool = True,
+        unsafe: bool = False,
     ) -> Probe:
         """Define a kprobe/kretprobe/uprobe/uretprobe in the session's group and enable it.
 
@@ -458,7 +459,7 @@ class Session:
         fs = self._require_open()
         from ..prepare import prepare_definition
 
-        prepared = prepare_definition(definition, arch=self.arch, features_source=fs)
+        prepared = prepare_definition(definition, arch=self.arch, features_source=fs, unsafe=unsafe)
         spec = prepared.spec
         label = spec.event or spec.default_event or self._fresh_label(spec.kind)
         event = label
