@@ -435,3 +435,23 @@ def test_ringbuf_runs_with_busy_and_discard_in_the_middle() -> None:
     assert img.consumer == img.pos
     with pytest.raises(RingBufError, match="wants 24"):
         decode_ringbuf(struct.pack("<II", 16, 0) + rec16(1), [], struct.Struct("<QQQ"))
+
+
+def test_tracefs_ledger_takes_bpf_ring_losses() -> None:
+    """The session's LossLedger is a LossSink: BPF ring losses join its total and report."""
+    from kprobes.backends.tracefs.ledger import LossLedger
+
+    ledger = LossLedger()
+    assert "external" not in ledger.to_json() and ledger.report() == ""
+    img = PerfImage(cpu=1)
+    img.sample(rec16(1))
+    img.lost(4)
+    reader = PerfRingReader(lambda cpu, fd: None, loss=ledger)
+    reader.rings = [img.ring]
+    reader.read_batch()
+    ledger.note_lost(RINGBUF, None, 2)
+    assert ledger.total_lost == 6 and ledger.any_loss
+    assert "bpf perf ring lost 4 records (cpu1: 4)" in ledger.report()
+    assert "bpf ringbuf lost 2 records" in ledger.report()
+    assert ledger.to_json()["external"] == {PERF_RING: {"lost": 4, "cpus": {"1": 4}},
+                                            RINGBUF: {"lost": 2, "cpus": {}}}

@@ -11,9 +11,9 @@ from tracefs files; BPF rings report theirs from user space as they read:
   map, read by :class:`.ringbuf.DropCounter`.
 
 Anything with a ``note_lost(source, cpu, n)`` method (:class:`LossSink`) can take
-these reports; :class:`LossCounts` is the plain implementation, and a ledger can
-add its :attr:`~LossCounts.total` to its own and its :meth:`~LossCounts.report`
-lines to its report.
+these reports: :class:`LossCounts` is the plain implementation, and the session's
+:class:`~kprobes.backends.tracefs.ledger.LossLedger` is one too (it keeps a
+``LossCounts`` as ``external`` and adds it to its total, its report and its JSON).
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
 from ...errors import KprobesError
 from ...events.format import EventFormatError
 from ...events.stats import CpuBufferStats, parse_cpu_stats
+from ..bpf.loss import LossCounts
 from .fs import TraceFS
 
 __all__ = [
@@ -220,6 +221,8 @@ class LossLedger:
         self.probes: Dict[str, ProbeLoss] = {}
         self.stats_available = False
         self._baseline: Dict[int, CpuBufferStats] = {}
+        #: losses reported from user space by other readers (BPF rings), see note_lost
+        self.external = LossCounts()
 
     def __repr__(self) -> str:
         return f"<LossLedger {self.reader}: {self.total_lost} lost>"
@@ -258,6 +261,11 @@ class LossLedger:
         self.text_lost = sum(lost_by_cpu.values())
         self.unparsed_lines += unparsed
 
+    def note_lost(self, source: str, cpu: Optional[int], n: int) -> None:
+        """``n`` records of ``source`` lost (on ``cpu``): the BPF rings' loss reports
+        (:class:`kprobes.backends.bpf.loss.LossSink`)."""
+        self.external.note_lost(source, cpu, n)
+
     def add_probe(self, label: str, kind: str, is_return: bool = False) -> None:
         self.probes.setdefault(label, ProbeLoss(label, kind, is_return))
 
@@ -293,7 +301,7 @@ class LossLedger:
     def total_lost(self) -> int:
         """Every event the session did not deliver, as far as the kernel lets us count."""
         return (self.ring_buffer_lost + self.probe_misses + self.undecodable + self.unparsed_lines
-                + self.left_unread)
+                + self.left_unread + self.external.total)
 
     @property
     def any_loss(self) -> bool:
@@ -337,6 +345,7 @@ class LossLedger:
             causes.append(f"{self.unparsed_lines} trace lines could not be parsed")
         if self.left_unread:
             causes.append(f"{self.left_unread} events were still in the buffer when reading stopped")
+        causes.extend(self.external.report())
         if not causes:
             return ""
         return f"kprobes: {self.total_lost} events lost: " + "; ".join(causes)
@@ -362,6 +371,7 @@ class LossLedger:
             "unparsed_lines": self.unparsed_lines,
             "left_unread": self.left_unread,
             "probes": {label: p.to_json() for label, p in self.probes.items()},
+            **({"external": self.external.to_json()} if self.external.counts else {}),
         }
 
     def to_json_text(self) -> str:
