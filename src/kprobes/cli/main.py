@@ -48,6 +48,10 @@ commands:
   record -e EV     record events into a file (default kprobes.data)
   script           print a recording one event per line (like perf script)
   report           summarize a recording: events, processes, numeric fields
+
+exit status: 0 ok, 1 error, 2 usage or syntax error, 3 events lost (trace
+--loss-is-error), 69 kernel feature missing, 77 not permitted, 128+N stopped by
+signal N (130: Ctrl-C), 70 internal error (a bug; KPROBES_DEBUG=1 shows the traceback)
 """
 
 
