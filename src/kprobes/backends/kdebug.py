@@ -475,7 +475,7 @@ class KernelDebug:
             raise KprobesError("lazy line patterns (;PATTERN) need the source files",
                                hint="use FUNC:RLN (see kprobes probe -L FUNC for the line numbers)")  # fmt: skip
         if point.function is None:
-            raise KprobesError("FILE:LINE points are not supported for the kernel yet", hint="use FUNC:RLN")
+            return self._resolve_file_line(point)
         funcs = self.functions(point.function)
         if point.file:
             funcs = [f for f in funcs if _strtail_eq(point.file, self._decl_file(f))]
@@ -510,6 +510,66 @@ class KernelDebug:
                 seen.add(p.address)
                 uniq.append(p)
         return uniq
+
+    def _units_of_file(self, file: str) -> List[K.CompUnit]:
+        return [self.dw.unit(off) for off, name in self.unit_names() if name and _strtail_eq(name, file)]
+
+    def unit_names(self) -> List[Tuple[int, str]]:
+        """(offset, name) of every unit; cached on disk next to the vmlinux (or in the cache dir), by build id."""
+        from ..btf.cache import cache_dir
+
+        bid = vmlinux_build_id(self.path) or "nobuildid"
+        places = [os.path.join(os.path.dirname(os.path.abspath(self.path)), f".kprobes-units-{bid}")]
+        cdir = cache_dir()
+        if cdir:
+            places.append(os.path.join(cdir, f"kdebug-units-{bid}"))
+        for pl in places:
+            try:
+                with open(pl, encoding="utf-8") as f:
+                    rows = [line.rstrip("\n").split("\t", 1) for line in f]
+                return [(int(a), b) for a, b in rows]
+            except (OSError, ValueError):
+                continue
+        units = list(self.dw.unit_names())
+        body = "".join(f"{off}\t{name}\n" for off, name in units)
+        for pl in places:
+            try:
+                os.makedirs(os.path.dirname(pl), exist_ok=True)
+                tmp = f"{pl}.{os.getpid()}.tmp"
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(body)
+                os.replace(tmp, pl)
+                break
+            except OSError:
+                continue
+        return units
+
+    def _resolve_file_line(self, point: KernelPoint) -> List[KernelProbe]:
+        """``SRC:ALN``: every address of that absolute line in the units built from SRC."""
+        assert point.file is not None
+        out: List[KernelProbe] = []
+        seen = set()
+        for cu in self._units_of_file(point.file):
+            lt = self.dw.line_table(cu)
+            fname = next((f for f in lt.files if _strtail_eq(f, point.file)), None)
+            if fname is None:
+                continue
+            for r in lt.rows:
+                if r.line != point.line or r.end_sequence or not r.is_stmt:
+                    continue
+                f = lt.file(r.file)
+                if not _strtail_eq(f, fname) or r.address in seen:
+                    continue
+                self._verify_line(cu, lt, f, point.line, r.address, None, 0)
+                seen.add(r.address)
+                scope = self._best_scope(cu, r.address, None, fname, point.line)
+                if scope is None:
+                    raise DwarfError("Failed to find scope of probe point.")
+                out.append(self._probe(cu, scope, r.address, point))
+        if not out:
+            raise DwarfError(f"Probe point '{point.file}:{point.line}' not found.",
+                             hint="no code at that line (or no unit built from that file)")  # fmt: skip
+        return out
 
     def _line_addrs(self, sp: K.Die, point: KernelPoint) -> List[Tuple[int, K.Die]]:
         cu = sp.cu
@@ -924,7 +984,7 @@ def definitions(dbg: KernelDebug, text: str, group: str = "probe") -> List[str]:
     point = parse_kernel_point(text)
     probes = dbg.resolve(point)
     grp = point.group or group
-    ev = point.event or perf_event_name(point)
+    ev = point.event or (perf_event_name(point) if point.function else probes[0].symbol)
     out = []
     for i, p in enumerate(probes):
         out.append(p.definition(grp, ev if i == 0 else f"{ev}_{i}"))

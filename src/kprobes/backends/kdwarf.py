@@ -438,6 +438,49 @@ class DwarfFile:
         cu.name = a.get(AT_name) or ""
         return cu
 
+    def unit_names(self) -> Iterator[Tuple[int, str]]:
+        """(unit offset, DW_AT_name of its top DIE) for every unit, decoding only that DIE."""
+        base, size = self.sec(".debug_info")
+        abase, _ = self.sec(".debug_abbrev")
+        mm = self.mm
+        p = 0
+        while p < size:
+            length, version = struct.unpack_from("<IH", mm, base + p)
+            if version >= 5:
+                asz, aoff = struct.unpack_from("<BI", mm, base + p + 7)
+                die = p + 12
+            else:
+                aoff, asz = struct.unpack_from("<IB", mm, base + p + 6)
+                die = p + 11
+            code, _ = uleb(mm, base + die)
+            # find just this code in the unit's abbreviation table
+            q = abase + aoff
+            while True:
+                c, q = uleb(mm, q)
+                if c == 0:
+                    break
+                tag, q = uleb(mm, q)
+                q += 1
+                specs = []
+                while True:
+                    at, q = uleb(mm, q)
+                    form, q = uleb(mm, q)
+                    imp = 0
+                    if form == 0x21:
+                        imp, q = sleb(mm, q)
+                    if at == 0 and form == 0:
+                        break
+                    specs.append((at, form, imp))
+                if c == code:
+                    cu = CompUnit()
+                    cu.offset, cu.end, cu.version, cu.addr_size = p, p + 4 + length, version, asz
+                    cu.abbrevs = {code: (tag, True, specs)}
+                    d, _ = self.read_die(cu, die)
+                    name = d.attrs.get(AT_name)
+                    yield p, name if isinstance(name, str) else ""
+                    break
+            p += 4 + length
+
     def _abbrevs(self, off: int) -> Dict[int, Tuple[int, bool, List[Tuple[int, int, int]]]]:
         got = self._abbrev_cache.get(off)
         if got is not None:
