@@ -135,7 +135,7 @@ def run(args: List[str], streams: Streams) -> int:
         from ..backends.kdebug import needs_dwarf
 
         for d in ns.show_defs:
-            if ns.binary or not needs_dwarf(d):
+            if ns.binary or not (needs_dwarf(d) or (ns.vmlinux and not d.startswith(("p:", "r:")))):
                 from ..backends.persist import ProbeManager
                 from ..backends.tracefs.fs import TraceFS
 
