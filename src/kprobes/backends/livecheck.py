@@ -139,6 +139,8 @@ def _kprobe_symbol(place: str) -> Optional[Tuple[Optional[str], str]]:
     """(module, symbol) of a kprobe place word, None for an address or nothing to check."""
     if place.endswith("%return"):
         place = place[: -len("%return")]
+    if "%" in place:
+        return None  # a bad suffix: the kernel refuses it before looking the symbol up
     sym = re.split(r"[+-]", place, maxsplit=1)[0]
     if not sym or sym[0].isdigit():
         return None
