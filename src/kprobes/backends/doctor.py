@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-__all__ = ["Check", "run_checks", "read_kernel_config"]
+__all__ = ["Check", "run_checks", "bpf_checks", "read_kernel_config"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class Check:
     detail: str
     fix: Optional[str] = None
     required_for: str = ""
+    #: A missing optional feature has a fallback: a warning, not a failure.
+    optional: bool = False
 
 
 def read_kernel_config(release: Optional[str] = None) -> Dict[str, str]:
@@ -174,4 +176,37 @@ def run_checks() -> List[Check]:
     checks.append(Check("kallsyms addresses", ks_ok, "visible" if ks_ok else "hidden (zeros)",
                         None if ks_ok else "run as root, or sysctl kernel.kptr_restrict=0",
                         "ksym(), address probes"))
+    checks.extend(bpf_checks())
     return checks
+
+
+#: BPF features whose absence has a fallback (name in Features.summary() -> fix).
+_BPF_OPTIONAL = {
+    "BPF perf links": "Linux 5.15+; meanwhile programs attach with PERF_EVENT_IOC_SET_BPF",
+    "BPF kprobe_multi": "Linux 5.18+ built with CONFIG_FPROBE=y (Debian 6.12 has it); "
+                        "meanwhile one perf event per function is used (slower to attach)",
+    "BPF batch map ops": "Linux 5.6+; meanwhile maps are read key by key",
+    "BPF object names": "Linux 4.15+; meanwhile programs and maps are anonymous",
+}
+_BPF_FIXES = {
+    "BPF kprobe PMU": "needs CONFIG_KPROBE_EVENTS (BPF kprobes are created through it)",
+    "BPF uprobe PMU": "needs CONFIG_UPROBE_EVENTS (BPF uprobes are created through it)",
+}
+
+
+def bpf_checks() -> List[Check]:
+    """The BPF backend's probed features (:mod:`kprobes.backends.bpf.features`)."""
+    from .bpf.features import probe_features
+
+    feats = probe_features()
+    out = []
+    for name, ok, detail in feats.summary():
+        if name == "bpf() syscall":
+            out.append(Check(name, ok, detail,
+                             None if ok else "run as root (or with CAP_BPF + CAP_PERFMON) on a "
+                             "kernel with CONFIG_BPF_SYSCALL", "BPF engine"))
+            continue
+        opt = name in _BPF_OPTIONAL
+        fix = _BPF_OPTIONAL.get(name) or _BPF_FIXES.get(name)
+        out.append(Check(name, ok, detail, None if ok else fix, "BPF engine", optional=opt))
+    return out

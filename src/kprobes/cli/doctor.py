@@ -22,10 +22,10 @@ def run(args: List[str], streams: Streams) -> int:
         streams.out.write(json.dumps([c.__dict__ for c in checks]) + "\n")
     else:
         for c in checks:
-            mark = "ok  " if c.ok else "FAIL"
+            mark = "ok  " if c.ok else ("warn" if c.optional else "FAIL")
             streams.out.write(f"[{mark}] {c.name:<26} {c.detail}\n")
             if not c.ok and c.fix:
                 streams.out.write(f"       fix: {c.fix}\n")
             if not c.ok and c.required_for:
                 streams.out.write(f"       needed for: {c.required_for}\n")
-    return 0 if all(c.ok for c in checks) else 1
+    return 0 if all(c.ok or c.optional for c in checks) else 1

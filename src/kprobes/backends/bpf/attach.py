@@ -37,6 +37,7 @@ __all__ = [
     "attach_kprobe_multi",
     "attach_kprobes",
     "kernel_functions",
+    "probe_symbols",
     "BPF_F_KPROBE_MULTI_RETURN",
 ]
 
@@ -340,14 +341,44 @@ def attach_kprobes(
         raise
 
 
+def probe_symbols(tracefs_root: Optional[str] = None) -> object:
+    """What wildcard expansion needs, read fast: ftrace's ``available_filter_functions``
+    and the kprobe blacklist, without kallsyms (its ~200k lines cost seconds, and the
+    ftrace list already leaves out ``noinstr``/entry/init code).  Falls back to the
+    full :func:`~kprobes.backends.symbols.load_kernel_symbols` when the ftrace list
+    is unreadable."""
+    from ..symbols import (
+        KernelSymbols,
+        load_kernel_symbols,
+        parse_filter_functions,
+        parse_kprobe_blacklist,
+    )
+
+    roots = [tracefs_root] if tracefs_root else ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+    for root in roots:
+        try:
+            with open(os.path.join(root, "available_filter_functions")) as f:
+                filt = parse_filter_functions(f.read())
+        except OSError:
+            continue
+        try:
+            with open("/sys/kernel/debug/kprobes/blacklist") as f:
+                black = parse_kprobe_blacklist(f.read())
+        except OSError:
+            black = None
+        return KernelSymbols(None, filt, black)
+    return load_kernel_symbols(tracefs=tracefs_root)
+
+
 def kernel_functions(pattern: str, *, tracefs_root: Optional[str] = None,
                      symbols: Optional[object] = None) -> List[str]:
     """Probeable kernel functions matching the glob ``pattern`` (``vfs_*``): the ftrace
     list minus the kprobe blacklist, as :func:`kprobes.backends.symbols.expand_glob`
-    decides for wildcards everywhere else in kprobes."""
-    from ..symbols import KernelSymbols, expand_glob, load_kernel_symbols
+    decides for wildcards everywhere else in kprobes.  ``symbols`` (a
+    ``KernelSymbols``) defaults to :func:`probe_symbols`."""
+    from ..symbols import KernelSymbols, expand_glob
 
-    syms = symbols if symbols is not None else load_kernel_symbols(tracefs=tracefs_root)
+    syms = symbols if symbols is not None else probe_symbols(tracefs_root)
     if not isinstance(syms, KernelSymbols):
         raise BPFError("kernel_functions needs KernelSymbols")
     return expand_glob(pattern, syms.kallsyms, syms.filter_functions, syms.blacklist)

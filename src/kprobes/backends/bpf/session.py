@@ -21,6 +21,7 @@ from .attach import (
     attach_tracepoint,
     attach_uprobe,
     kernel_functions,
+    probe_symbols,
 )
 from .maps import Map
 from .prog import Program
@@ -42,6 +43,8 @@ class BpfSession:
         self.maps: List[Map] = []
         self.programs: List[Program] = []
         self.links: List[Union[Link, KprobeAttachment]] = []
+        #: Kernel symbol lists for wildcards, read on first use (seconds on a slow machine).
+        self.symbols: Optional[object] = None
 
     def own(self, obj: _T) -> _T:
         """Close ``obj`` when the session ends."""
@@ -104,7 +107,12 @@ class BpfSession:
                        cookies: bool = True, method: str = "auto") -> KprobeAttachment:
         """One program on many kernel functions (a glob like ``vfs_*`` or a list):
         kprobe_multi when the kernel has it, else one perf event per function."""
-        names = kernel_functions(funcs) if isinstance(funcs, str) else list(funcs)
+        if isinstance(funcs, str):
+            if self.symbols is None:
+                self.symbols = probe_symbols()
+            names = kernel_functions(funcs, symbols=self.symbols)
+        else:
+            names = list(funcs)
         if not names:
             raise BPFError(f"no probeable kernel function matches {funcs!r}")
         att = attach_kprobes(load, names, retprobe=retprobe, cookies=cookies, method=method)
