@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
-from typing import List, Optional, TextIO, cast
+from typing import Any, List, Optional, TextIO, cast
 
 from ..errors import KprobesError
 from ..lang.diagnostics import LangError
@@ -60,6 +60,8 @@ def build_parser() -> ArgParser:
                    help="(kprobes) keep only functions also matching GLOB in kprobe wildcards")
     p.add_argument("--buffer-size", type=int, default=4096, metavar="KB",
                    help="(kprobes) per-CPU trace buffer (default 4096)")
+    p.add_argument("--engine", choices=("tracefs", "bpf"), default="tracefs",
+                   help="(kprobes) tracefs events + Python (default), or eBPF programs")
     return p
 
 
@@ -94,9 +96,18 @@ def run(args: List[str], streams: Streams) -> int:
     from ..engines.tracefs_engine import EngineOptions, RunOptions, prepare
     from ..engines.tracefs_engine import run as run_engine
 
+    plan: Any
     try:
-        plan = prepare(text, filename, EngineOptions(unsafe=ns.unsafe,
-                                                     wildcard_filter=ns.wildcard_filter))
+        if ns.engine == "bpf":  # temporary switch until the engine seam (issue 12)
+            from ..engines import bpf as bpf_engine
+            from ..engines.bpf.plan import BpfOptions
+
+            plan = bpf_engine.prepare(text, filename, BpfOptions(
+                unsafe=ns.unsafe, wildcard_filter=ns.wildcard_filter, pid=ns.pid or 0))
+            run_engine = bpf_engine.run  # type: ignore[assignment]
+        else:
+            plan = prepare(text, filename, EngineOptions(unsafe=ns.unsafe,
+                                                         wildcard_filter=ns.wildcard_filter))
     except LangError as e:
         streams.err.write(e.message + "\n")
         return e.exit_code

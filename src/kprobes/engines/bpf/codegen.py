@@ -1,0 +1,1077 @@
+"""Code generation: one probe of a checked bpftrace program -> one eBPF program.
+
+Conventions of the generated code:
+
+* ``r6`` holds the context (``struct pt_regs *`` for kprobes/uprobes, the raw
+  record for tracepoints) for the whole program;
+* an integer expression leaves its value in ``r0`` (64 bits; narrower C types
+  are kept zero- or sign-extended, as :mod:`..evaluator` keeps them in their
+  range); intermediate values are spilled to stack slots, so every helper call
+  may clobber ``r0``-``r5`` freely;
+* a string expression is written into a stack buffer of a known size, NUL
+  padded to a multiple of 8 bytes (so buffers can be keys and records as is);
+* ``$variables`` have fixed stack slots, zeroed at entry (they read as 0 or ""
+  before assignment, as in the evaluator).
+
+Integer semantics are the evaluator's (bpftrace 0.17's): ``/`` and ``%`` are
+the unsigned BPF instructions (zero divisor: 0, resp. the dividend), ``>>`` is
+logical, shifts take their count modulo 64, ``< <= > >=`` are signed only when
+both operands are signed, casts truncate and re-extend.  Only ISA v1-v3
+instructions are emitted (no ``sdiv``/``movsx``: Linux 6.1 has no ISA v4);
+``avg`` reads divide signed by hand.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+
+from ...bpf.asm import Assembler, Program
+from ...bpf.helpers import Helper
+from ...bpf.insn import R0, R1, R2, R3, R4, R5, R6, R7, R10, Reg
+from ...bpf.maps import ANY, NOEXIST, MapType
+from ...lang import ast
+from ...lang.diagnostics import LangError
+from ...lang.typesys import (
+    AggType,
+    ArrayType,
+    IntType,
+    PointerType,
+    RecordType,
+    StringType,
+    Type,
+)
+from ..fetch import plan_error
+from .layout import KeyPart
+from .unit import MapPlan, Unit, part_of, round8, str_size
+
+if TYPE_CHECKING:
+    from ...lang.provider import MemberInfo
+
+__all__ = ["ProbeCodegen", "PT_REGS", "compile_probe"]
+
+#: Offsets of registers in the ``struct pt_regs`` a KPROBE program gets as context.
+PT_REGS: Dict[str, Dict[str, int]] = {
+    "x86_64": {"r15": 0, "r14": 8, "r13": 16, "r12": 24, "bp": 32, "bx": 40, "r11": 48,
+               "r10": 56, "r9": 64, "r8": 72, "ax": 80, "cx": 88, "dx": 96, "si": 104,
+               "di": 112, "orig_ax": 120, "ip": 128, "cs": 136, "flags": 144, "sp": 152,
+               "ss": 160},
+    "arm64": dict([(f"x{i}", 8 * i) for i in range(31)] + [("sp", 248), ("pc", 256)]),
+}
+_M64 = (1 << 64) - 1
+_CMP = {"==": ("jeq", "jeq"), "!=": ("jne", "jne"), "<": ("jlt", "jslt"), "<=": ("jle", "jsle"),
+        ">": ("jgt", "jsgt"), ">=": ("jge", "jsge")}
+_ALU = {"+": "add64", "-": "sub64", "*": "mul64", "/": "div64", "%": "mod64", "&": "and64",
+        "|": "or64", "^": "xor64", "<<": "lsh64", ">>": "rsh64"}
+_USER_FAMILIES = ("uprobe", "uretprobe")
+
+
+def _s32(v: int) -> Optional[int]:
+    """``v`` (any int) as a sign-extendable 32-bit immediate, or None."""
+    v &= _M64
+    s = v - (1 << 64) if v >> 63 else v
+    return s if -(1 << 31) <= s < (1 << 31) else None
+
+
+def _literal(e: ast.Expr) -> Optional[int]:
+    if isinstance(e, ast.IntLit):
+        return e.value & _M64
+    if isinstance(e, ast.Unary) and e.op == "-" and isinstance(e.operand, ast.IntLit):
+        return (-e.operand.value) & _M64
+    return None
+
+
+def _signed(t: Type) -> bool:
+    return isinstance(t, IntType) and t.signed
+
+
+class ProbeCodegen:
+    """Compiles one probe for one attach provider (see the module docstring).
+
+    ``names`` are the ``(probe name, func)`` of its targets; ``target_base`` is the
+    index of the first in the unit's global table; ``const_index`` fixes the
+    target (one program per target) instead of reading the BPF cookie.
+    """
+
+    def __init__(
+        self,
+        unit: Unit,
+        probe_index: int,
+        provider: str,
+        names: Sequence[Tuple[str, str]],
+        *,
+        arch: str = "x86_64",
+        types: Optional[object] = None,
+        target_base: int = 0,
+        const_index: Optional[int] = None,
+        tracepoint: Optional[Tuple[str, str]] = None,
+        pid: int = 0,
+    ) -> None:
+        self.unit = unit
+        self.checked = unit.checked
+        self.program = unit.checked.program
+        self.probe = self.program.probes[probe_index]
+        self.probe_index = probe_index
+        self.provider = provider
+        self.names = list(names)
+        self.arch = arch
+        self.types = types
+        self.target_base = target_base
+        self.const_index = const_index if const_index is not None else (0 if len(self.names) == 1 else None)
+        self.tracepoint = tracepoint
+        self.pid = pid
+        self.a = Assembler()
+        self.vars: Dict[str, Tuple[int, Type]] = {}
+        #: The code emitted last jumped away for good (exit(), return): stop emitting.
+        self.dead = False
+        self._lines = self.program.text.splitlines()
+
+    # -- helpers ------------------------------------------------------------------
+    def error(self, message: str, node: object) -> LangError:
+        return plan_error(self.program, message, getattr(node, "span", None))
+
+    def type_of(self, e: ast.Expr) -> Type:
+        return self.checked.type_of(e)
+
+    def tag(self, node: object) -> None:
+        span = getattr(node, "span", None)
+        if span is None:
+            return
+        line = self._lines[span.line - 1].strip() if 0 < span.line <= len(self._lines) else ""
+        self.a.source(f"{span.line}: {line[:60]}")
+
+    def label(self, stem: str) -> str:
+        return self.a.fresh_label(stem)
+
+    def alloc(self, size: int, what: str = "") -> int:
+        return self.a.stack.alloc(round8(max(size, 1)), 8, what)
+
+    def fp(self, reg: Reg, off: int) -> None:
+        """``reg = r10 + off``."""
+        self.a.mov64(reg, R10).add64(reg, off)
+
+    def zero(self, off: int, size: int) -> None:
+        for i in range(0, round8(size), 8):
+            self.a.st("dw", R10, off + i, 0)
+
+    def load_const(self, reg: Reg, value: int) -> None:
+        imm = _s32(value)
+        if imm is not None:
+            self.a.mov64(reg, imm)
+        else:
+            self.a.ld_imm64(reg, value & _M64)
+
+    def normalize(self, reg: Reg, t: Type) -> None:
+        """Keep ``reg`` in the range of ``t`` (zero- or sign-extend from its width)."""
+        if not isinstance(t, IntType) or t.bits >= 64:
+            return
+        if t.signed:
+            self.a.lsh64(reg, 64 - t.bits).arsh64(reg, 64 - t.bits)
+        elif t.bits == 32:
+            self.a.mov32(reg, reg)
+        else:
+            self.a.and64(reg, (1 << t.bits) - 1)
+
+    def probe_read(self, user: bool, string: bool = False) -> int:
+        caps = self.unit.caps
+        if not caps.probe_read_kernel:
+            return Helper.probe_read_str if string else Helper.probe_read
+        if user:
+            return Helper.probe_read_user_str if string else Helper.probe_read_user
+        return Helper.probe_read_kernel_str if string else Helper.probe_read_kernel
+
+    @property
+    def user_memory(self) -> bool:
+        """Pointers the program reads are user addresses (uprobes, syscall tracepoints)."""
+        if self.provider in _USER_FAMILIES:
+            return True
+        return self.tracepoint is not None and self.tracepoint[0] == "syscalls"
+
+    # -- entry ----------------------------------------------------------------------
+    def compile(self) -> Program:
+        a = self.a
+        self.tag(self.probe.attach_points[0])
+        a.mov64(R6, R1)
+        for name, t in self.checked.probes[self.probe_index].variables.items():
+            size = t.size if isinstance(t, StringType) else 8
+            off = self.alloc(size, f"${name}")
+            self.vars[name] = (off, t)
+            self.zero(off, size)
+        if self.pid:
+            a.call(Helper.get_current_pid_tgid).rsh64(R0, 32).jne(R0, self.pid, ".exit")
+        if self.probe.predicate is not None:
+            self.tag(self.probe.predicate)
+            self.int_expr(self.probe.predicate)
+            a.jeq(R0, 0, ".exit")
+        self.block(self.probe.body)
+        a.source(None)
+        a.label(".exit").mov64(R0, 0).exit()
+        return a.assemble()
+
+    # -- statements -----------------------------------------------------------------
+    def block(self, b: ast.Block) -> None:
+        for st in b.stmts:
+            if self.dead:
+                break
+            self.stmt(st)
+
+    def stmt(self, st: ast.Stmt) -> None:
+        self.tag(st)
+        with self.a.stack.scope():
+            if isinstance(st, ast.ExprStmt):
+                if isinstance(st.expr, ast.Call):
+                    self.call_stmt(st.expr)
+                else:
+                    self.int_or_str_discard(st.expr)
+            elif isinstance(st, ast.AssignVar):
+                self.assign_var(st)
+            elif isinstance(st, ast.AssignMap):
+                self.assign_map(st)
+            elif isinstance(st, ast.If):
+                self.if_stmt(st)
+            elif isinstance(st, ast.Block):
+                self.block(st)
+            else:
+                self.a.ja(".exit")
+                self.dead = True
+
+    def int_or_str_discard(self, e: ast.Expr) -> None:
+        t = self.type_of(e)
+        if isinstance(t, StringType):
+            off = self.alloc(t.size)
+            self.str_expr(e, off, t.size)
+        else:
+            self.int_expr(e)
+
+    def if_stmt(self, st: ast.If) -> None:
+        a = self.a
+        els, end = self.label("else"), self.label("endif")
+        self.int_expr(st.cond)
+        a.jeq(R0, 0, els)
+        self.block(st.then)
+        then_dead = self.dead
+        if not then_dead:
+            a.ja(end)
+        a.label(els)
+        self.dead = False
+        if isinstance(st.orelse, ast.If):
+            self.tag(st.orelse)
+            self.if_stmt(st.orelse)
+        elif st.orelse is not None:
+            self.block(st.orelse)
+        self.dead = then_dead and self.dead
+        a.label(end)
+
+    def assign_var(self, st: ast.AssignVar) -> None:
+        off, t = self.vars[st.target.name]
+        if isinstance(t, StringType):
+            if st.op != "=":
+                raise self.error("compound assignment to a string", st)
+            self.str_expr(st.value, off, t.size)
+            return
+        if st.op == "=":
+            self.int_expr(st.value)
+            self.a.stx("dw", R10, off, R0)
+            return
+        op = ast.COMPOUND_OPS[st.op]
+        self.binop_into(op, lambda: self.a.ldx("dw", R0, R10, off), st.value,
+                        t, self.type_of(st.value))
+        self.a.stx("dw", R10, off, R0)
+
+    # -- maps -------------------------------------------------------------------------
+    def mplan(self, m: ast.Map) -> MapPlan:
+        return self.unit.maps[m.name]
+
+    def key(self, mp: MapPlan, keys: Sequence[ast.Expr]) -> int:
+        """Build ``mp``'s key from ``keys`` on the stack; returns its offset."""
+        off = self.alloc(mp.key.size, f"key of @{mp.name}")
+        if not mp.key.parts:
+            self.a.st("dw", R10, off, 0)
+            return off
+        self.zero(off, mp.key.size)
+        for part, poff, e in zip(mp.key.parts, mp.key.offsets(), keys):
+            self.pack(part, e, off + poff)
+        return off
+
+    def pack(self, part: KeyPart, e: ast.Expr, off: int) -> None:
+        """Write ``e`` as ``part`` at ``r10 + off``."""
+        if part.kind == "str":
+            self.str_expr(e, off, str_size(part))
+            return
+        if part.kind == "target":
+            self.target_index()
+        elif part.kind == "ksym" and isinstance(e, ast.Call) and e.name == "ksym":
+            self.int_expr(e.args[0])
+        else:
+            self.int_expr(e)
+        self.a.stx("dw", R10, off, R0)
+
+    def target_index(self) -> None:
+        if self.const_index is not None:
+            self.load_const(R0, self.target_base + self.const_index)
+            return
+        self.a.mov64(R1, R6).call(Helper.get_attach_cookie)
+        if self.target_base:
+            self.a.add64(R0, self.target_base)
+
+    def lookup(self, mp: MapPlan, key_off: int) -> None:
+        self.a.ld_map_fd(R1, mp.spec)
+        self.fp(R2, key_off)
+        self.a.call(Helper.map_lookup_elem)
+
+    def lookup_or_init(self, mp: MapPlan, key_off: int) -> None:
+        """``r0`` = the value at the key, created zeroed when missing (exit when the map is full)."""
+        a = self.a
+        have = self.label("have")
+        self.lookup(mp, key_off)
+        a.jne(R0, 0, have)
+        size = mp.value.size
+        if size <= 128:
+            zoff = self.alloc(size, "zero value")
+            self.zero(zoff, size)
+            a.ld_map_fd(R1, mp.spec)
+            self.fp(R2, key_off)
+            self.fp(R3, zoff)
+        else:
+            zspec = self.unit.zeros_map()
+            zkey = self.alloc(4)
+            a.st("w", R10, zkey, 0)
+            a.ld_map_fd(R1, zspec)
+            self.fp(R2, zkey)
+            a.call(Helper.map_lookup_elem)
+            a.jeq(R0, 0, ".exit")
+            a.mov64(R3, R0)
+            a.ld_map_fd(R1, mp.spec)
+            self.fp(R2, key_off)
+        a.mov64(R4, NOEXIST)
+        a.call(Helper.map_update_elem)
+        self.lookup(mp, key_off)
+        a.jeq(R0, 0, ".exit")
+        a.label(have)
+
+    def assign_map(self, st: ast.AssignMap) -> None:
+        a = self.a
+        mp = self.mplan(st.target)
+        v = st.value
+        kind = mp.value.kind
+        if st.op == "=" and isinstance(v, ast.Call) and isinstance(self.type_of(v), AggType):
+            voff = self.alloc(8, "agg value")
+            if v.name != "count":
+                self.int_expr(v.args[0])
+                a.stx("dw", R10, voff, R0)
+            koff = self.key(mp, st.target.keys)
+            self.lookup_or_init(mp, koff)
+            self.aggregate(mp, v.name, voff)
+            return
+        koff = self.key(mp, st.target.keys)
+        if kind == "str":
+            voff = self.alloc(mp.value.size, "value")
+            self.str_expr(v, voff, mp.value.str_size)
+        elif kind == "int":
+            voff = self.alloc(8, "value")
+            if st.op == "=":
+                self.int_expr(v)
+            else:
+                mt = self.checked.maps[st.target.name].value_type
+                self.binop_into(ast.COMPOUND_OPS[st.op], lambda: self.map_value(mp, koff),
+                                v, mt, self.type_of(v))
+            a.stx("dw", R10, voff, R0)
+        else:
+            raise self.error(f"assigning to a {kind}() map", st)
+        a.ld_map_fd(R1, mp.spec)
+        self.fp(R2, koff)
+        self.fp(R3, voff)
+        a.mov64(R4, ANY)
+        a.call(Helper.map_update_elem)
+
+    def aggregate(self, mp: MapPlan, fn: str, voff: int) -> None:
+        """Update the value ``r0`` points to with the value at ``voff`` (r0 stays the pointer)."""
+        a = self.a
+        if fn == "count":
+            a.ldx("dw", R1, R0, 0).add64(R1, 1).stx("dw", R0, 0, R1)
+            return
+        a.ldx("dw", R2, R10, voff)
+        if fn == "sum":
+            a.ldx("dw", R1, R0, 0).add64(R1, R2).stx("dw", R0, 0, R1)
+        elif fn in ("avg", "stats"):
+            a.ldx("dw", R1, R0, 0).add64(R1, 1).stx("dw", R0, 0, R1)
+            a.ldx("dw", R1, R0, 8).add64(R1, R2).stx("dw", R0, 8, R1)
+        elif fn in ("min", "max"):
+            store, skip = self.label("set"), self.label("keep")
+            a.ldx("dw", R1, R0, 8).jeq(R1, 0, store)
+            a.ldx("dw", R1, R0, 0)
+            signed = mp.value.signed
+            # keep the old value unless the new one is better
+            if fn == "min":
+                a.jcond("jsge" if signed else "jge", R2, R1, skip)
+            else:
+                a.jcond("jsle" if signed else "jle", R2, R1, skip)
+            a.label(store)
+            a.stx("dw", R0, 0, R2).st("dw", R0, 8, 1)
+            a.label(skip)
+        elif fn == "hist":
+            self.log2_index(R2, R1)
+            self.bump_slot(R1, 64)
+        elif fn == "lhist":
+            assert mp.value.lhist is not None
+            lo, hi, step = mp.value.lhist
+            nb = (hi - lo) // step
+            below, above, done = self.label("below"), self.label("above"), self.label("lh")
+            self.load_const(R3, lo)
+            a.jslt(R2, R3, below)
+            self.load_const(R3, hi)
+            a.jsgt(R2, R3, above)
+            a.mov64(R1, R2)
+            if lo:
+                self.load_const(R3, lo)
+                a.sub64(R1, R3)
+            self.load_const(R3, step)
+            a.div64(R1, R3).add64(R1, 1).ja(done)
+            a.label(below).mov64(R1, 0).ja(done)
+            a.label(above).mov64(R1, nb + 1)
+            a.label(done)
+            self.bump_slot(R1, nb + 1)
+        else:  # pragma: no cover - the checker knows every aggregation
+            raise self.error(f"{fn}() is not supported by the BPF engine", None)
+
+    def bump_slot(self, idx: Reg, last: int) -> None:
+        """``((u64 *)r0)[idx] += 1`` with ``idx`` checked against ``last`` for the verifier."""
+        a = self.a
+        skip = self.label("oob")
+        a.jgt(idx, last, skip)
+        a.lsh64(idx, 3).mov64(R3, R0).add64(R3, idx)
+        a.ldx("dw", R4, R3, 0).add64(R4, 1).stx("dw", R3, 0, R4)
+        a.label(skip)
+
+    def log2_index(self, v: Reg, out: Reg) -> None:
+        """``out`` = hist() bucket of the signed value in ``v`` (clobbers v, r3)."""
+        a = self.a
+        neg, zero, done = self.label("neg"), self.label("zero"), self.label("l2")
+        a.jslt(v, 0, neg).jeq(v, 0, zero)
+        a.mov64(out, 2)
+        for shift in (32, 16, 8, 4, 2, 1):
+            nxt = self.label("b")
+            a.mov64(R3, v).rsh64(R3, shift).jeq(R3, 0, nxt)
+            a.mov64(v, R3).add64(out, shift)
+            a.label(nxt)
+        a.ja(done)
+        a.label(neg).mov64(out, 0).ja(done)
+        a.label(zero).mov64(out, 1)
+        a.label(done)
+
+    def map_value(self, mp: MapPlan, key_off: int) -> None:
+        """``r0`` = the integer value at the key (0 when absent), as an expression reads it."""
+        a = self.a
+        miss, done = self.label("miss"), self.label("mv")
+        self.lookup(mp, key_off)
+        a.jeq(R0, 0, miss)
+        kind = mp.value.kind
+        if kind in ("avg", "stats"):
+            a.ldx("dw", R1, R0, 0).ldx("dw", R2, R0, 8)
+            a.jeq(R1, 0, miss)
+            pos = self.label("pos")
+            a.mov64(R3, 0).jsge(R2, 0, pos).neg64(R2).mov64(R3, 1)
+            a.label(pos).div64(R2, R1).mov64(R0, R2)
+            a.jeq(R3, 0, done).neg64(R0).ja(done)
+        elif kind in ("hist", "lhist", "str"):
+            raise self.error(f"a {kind}() map cannot be read as an integer", None)
+        else:
+            a.ldx("dw", R0, R0, 0).ja(done)
+        a.label(miss).mov64(R0, 0)
+        a.label(done)
+
+    # -- integer expressions --------------------------------------------------------------
+    def int_expr(self, e: ast.Expr) -> None:  # noqa: C901 - one dispatch over node types
+        a = self.a
+        lit = _literal(e)
+        if lit is not None:
+            self.load_const(R0, lit)
+            return
+        if isinstance(e, ast.Builtin):
+            self.builtin(e)
+        elif isinstance(e, ast.Var):
+            off, _t = self.vars[e.name]
+            a.ldx("dw", R0, R10, off)
+        elif isinstance(e, ast.Map):
+            mp = self.mplan(e)
+            with a.stack.scope():
+                koff = self.key(mp, e.keys)
+                self.map_value(mp, koff)
+        elif isinstance(e, ast.Binary):
+            self.binary(e)
+        elif isinstance(e, ast.Unary):
+            self.unary(e)
+        elif isinstance(e, ast.Ternary):
+            els, end = self.label("tf"), self.label("te")
+            self.int_expr(e.cond)
+            a.jeq(R0, 0, els)
+            self.int_expr(e.then)
+            a.ja(end).label(els)
+            self.int_expr(e.orelse)
+            a.label(end)
+        elif isinstance(e, ast.Cast):
+            self.int_expr(e.expr)
+            if e.type.kind == "int" and e.type.pointer == 0:
+                self.normalize(R0, IntType(e.type.bits, e.type.signed))
+        elif isinstance(e, ast.IncDec):
+            self.incdec(e)
+        elif isinstance(e, (ast.FieldAccess, ast.Index)):
+            self.member_value(e)
+        elif isinstance(e, ast.Call):
+            self.call_expr(e)
+        else:
+            raise self.error(f"this expression is not supported by the BPF engine ({type(e).__name__})", e)
+
+    def builtin(self, e: ast.Builtin) -> None:
+        a = self.a
+        n = e.name
+        idx = e.arg_index
+        if idx is not None:
+            reg = _ARG_REGS.get(self.arch, ())
+            if idx >= len(reg):
+                raise self.error(f"{n} is not in a register on {self.arch}", e)
+            a.ldx("dw", R0, R6, PT_REGS[self.arch][reg[idx]])
+        elif n == "retval":
+            a.ldx("dw", R0, R6, PT_REGS[self.arch]["ax" if self.arch == "x86_64" else "x0"])
+        elif n in ("pid", "tid"):
+            a.call(Helper.get_current_pid_tgid)
+            if n == "pid":
+                a.rsh64(R0, 32)
+            else:
+                a.mov32(R0, R0)
+        elif n in ("uid", "gid"):
+            a.call(Helper.get_current_uid_gid)
+            if n == "gid":
+                a.rsh64(R0, 32)
+            else:
+                a.mov32(R0, R0)
+        elif n == "nsecs":
+            a.call(Helper.ktime_get_ns)
+        elif n == "elapsed":
+            g = self.unit.globals_map()
+            with a.stack.scope():
+                k = self.alloc(4)
+                a.st("w", R10, k, 0)
+                a.ld_map_fd(R1, g)
+                self.fp(R2, k)
+                a.call(Helper.map_lookup_elem)
+                a.mov64(R7, 0).jeq(R0, 0, ".exit")
+                a.ldx("dw", R7, R0, 0)
+                a.call(Helper.ktime_get_ns)
+                a.sub64(R0, R7)
+        elif n == "cpu":
+            a.call(Helper.get_smp_processor_id)
+        elif n in ("probe", "func"):
+            self.target_index()
+        else:
+            raise self.error(f"the {n} builtin is not supported by the BPF engine", e)
+
+    def binop_into(self, op: str, left: object, right: ast.Expr, lt: Type, rt: Type) -> None:
+        """``r0 = <left> OP right``; ``left`` emits code leaving the left value in r0."""
+        a = self.a
+        lit = _literal(right)
+        if lit is not None:
+            left()  # type: ignore[operator]
+            self.load_const(R1, lit if op not in ("<<", ">>") else lit & 63)
+        else:
+            with a.stack.scope():
+                tmp = self.alloc(8, "lhs")
+                left()  # type: ignore[operator]
+                a.stx("dw", R10, tmp, R0)
+                self.int_expr(right)
+                a.mov64(R1, R0).ldx("dw", R0, R10, tmp)
+        self.apply(op, lt, rt)
+
+    def apply(self, op: str, lt: Type, rt: Type) -> None:
+        """``r0 = r0 OP r1``."""
+        a = self.a
+        if op in _ALU:
+            if op in ("<<", ">>"):
+                a.and64(R1, 63)
+            getattr(a, _ALU[op])(R0, R1)
+            return
+        unsigned, signed = _CMP[op]
+        jop = signed if _signed(lt) and _signed(rt) else unsigned
+        t = self.label("t")
+        a.mov64(R2, R0).mov64(R0, 1)
+        a.jcond(jop, R2, R1, t)
+        a.mov64(R0, 0)
+        a.label(t)
+
+    def binary(self, e: ast.Binary) -> None:
+        a = self.a
+        op = e.op
+        if op in ("&&", "||"):
+            short, end = self.label("sc"), self.label("se")
+            self.int_expr(e.left)
+            if op == "&&":
+                a.jeq(R0, 0, short)
+                self.int_expr(e.right)
+                a.jeq(R0, 0, short).mov64(R0, 1).ja(end)
+                a.label(short).mov64(R0, 0)
+            else:
+                a.jne(R0, 0, short)
+                self.int_expr(e.right)
+                a.jne(R0, 0, short).mov64(R0, 0).ja(end)
+                a.label(short).mov64(R0, 1)
+            a.label(end)
+            return
+        lt, rt = self.type_of(e.left), self.type_of(e.right)
+        if isinstance(lt, StringType) or isinstance(rt, StringType):
+            self.str_compare(e)
+            return
+        self.binop_into(op, lambda: self.int_expr(e.left), e.right, lt, rt)
+
+    def unary(self, e: ast.Unary) -> None:
+        a = self.a
+        if e.op == "*":
+            self.member_value(e)
+            return
+        if e.op == "&":
+            self.address(e.operand)
+            return
+        self.int_expr(e.operand)
+        if e.op == "-":
+            a.neg64(R0)
+        elif e.op == "~":
+            a.xor64(R0, -1)
+        elif e.op == "!":
+            t = self.label("not")
+            a.mov64(R1, R0).mov64(R0, 1).jeq(R1, 0, t).mov64(R0, 0).label(t)
+
+    def incdec(self, e: ast.IncDec) -> None:
+        a = self.a
+        delta = 1 if e.op == "++" else -1
+        target = e.target
+        t = self.type_of(e)
+        if isinstance(target, ast.Var):
+            off, vt = self.vars[target.name]
+            a.ldx("dw", R0, R10, off).mov64(R7, R0).add64(R0, delta)
+            self.normalize(R0, t if isinstance(t, IntType) else vt)
+            a.stx("dw", R10, off, R0)
+            if not e.prefix:
+                a.mov64(R0, R7)
+            return
+        assert isinstance(target, ast.Map)
+        mp = self.mplan(target)
+        with a.stack.scope():
+            koff = self.key(mp, target.keys)
+            old = self.alloc(8)
+            self.map_value(mp, koff)
+            a.stx("dw", R10, old, R0).add64(R0, delta)
+            new = self.alloc(8)
+            a.stx("dw", R10, new, R0)
+            a.ld_map_fd(R1, mp.spec)
+            self.fp(R2, koff)
+            self.fp(R3, new)
+            a.mov64(R4, ANY).call(Helper.map_update_elem)
+            a.ldx("dw", R0, R10, new if e.prefix else old)
+
+    # -- struct members and pointers ---------------------------------------------------------
+    def members(self, rec: RecordType, node: object) -> Dict[str, "MemberInfo"]:
+        got = None
+        if self.types is not None:
+            got = self.types.struct_members(rec.name)  # type: ignore[attr-defined]
+        if got is None:
+            raise self.error(f"no type information for {rec.name}", node)
+        return dict(got)
+
+    def sizeof(self, t: Type, node: object) -> int:
+        if isinstance(t, IntType):
+            return t.bits // 8
+        if isinstance(t, PointerType):
+            return 8
+        if isinstance(t, StringType):
+            return t.size
+        if isinstance(t, ArrayType):
+            return self.sizeof(t.elem, node) * t.count
+        raise self.error(f"the size of {t} is not known to the BPF engine", node)
+
+    def is_args(self, e: ast.Expr) -> bool:
+        return isinstance(e, ast.Builtin) and e.name == "args"
+
+    def tp_field(self, e: ast.FieldAccess) -> "MemberInfo":
+        if self.tracepoint is None or self.types is None:
+            raise self.error("args needs a tracepoint's format", e)
+        fields = self.types.tracepoint_fields(*self.tracepoint)  # type: ignore[attr-defined]
+        if not fields or e.field not in fields:
+            raise self.error(f"no field {e.field} in tracepoint {':'.join(self.tracepoint)}", e)
+        f = fields[e.field]
+        raw = getattr(self.types, "tracepoint_field", None)
+        if raw is not None:
+            fmt = raw(*self.tracepoint, e.field)
+            if fmt is not None and getattr(fmt, "is_dynamic", False):
+                raise self.error(f"args.{e.field} is a dynamic (__data_loc) field, which the BPF "
+                                 "engine cannot read yet", e)
+        return f  # type: ignore[no-any-return]
+
+    def address(self, e: ast.Expr) -> None:
+        """``r0`` = the address of the object ``e`` names (a member, an element, ``*p``)."""
+        a = self.a
+        if isinstance(e, ast.FieldAccess):
+            base_t = self.type_of(e.expr)
+            if self.is_args(e.expr):
+                raise self.error("the address of a tracepoint field cannot be taken", e)
+            if e.arrow:
+                if not isinstance(base_t, PointerType) or not isinstance(base_t.pointee, RecordType):
+                    raise self.error(f"-> on {base_t}", e)
+                rec = base_t.pointee
+                self.int_expr(e.expr)
+            else:
+                if not isinstance(base_t, RecordType):
+                    raise self.error(f". on {base_t}", e)
+                rec = base_t
+                self.address(e.expr)
+            m = self.members(rec, e).get(e.field)
+            if m is None:
+                raise self.error(f"{rec} has no member {e.field}", e)
+            if m.offset:
+                a.add64(R0, m.offset)
+            return
+        if isinstance(e, ast.Index):
+            bt = self.type_of(e.expr)
+            if isinstance(bt, PointerType):
+                elem: Type = bt.pointee
+                self.int_expr(e.expr)
+            elif isinstance(bt, (ArrayType, StringType)):
+                elem = bt.elem if isinstance(bt, ArrayType) else IntType(8, True)
+                self.address(e.expr)
+            else:
+                raise self.error(f"[] on {bt}", e)
+            size = self.sizeof(elem, e)
+            lit = _literal(e.index)
+            if lit is not None:
+                self.load_const(R1, lit * size)
+                a.add64(R0, R1)
+            else:
+                with a.stack.scope():
+                    tmp = self.alloc(8)
+                    a.stx("dw", R10, tmp, R0)
+                    self.int_expr(e.index)
+                    a.mul64(R0, size).ldx("dw", R1, R10, tmp).add64(R0, R1)
+            return
+        if isinstance(e, ast.Unary) and e.op == "*":
+            self.int_expr(e.operand)
+            return
+        if isinstance(e, ast.Cast):
+            self.address(e.expr)
+            return
+        raise self.error("the BPF engine cannot take the address of this expression", e)
+
+    def member_value(self, e: ast.Expr) -> None:
+        """``r0`` = the value of a member / element / ``*p`` (records and arrays: their address)."""
+        a = self.a
+        t = self.type_of(e)
+        if isinstance(e, ast.FieldAccess) and self.is_args(e.expr):
+            f = self.tp_field(e)
+            if isinstance(t, (StringType, ArrayType, RecordType)):
+                raise self.error(f"args.{e.field} is not an integer", e)
+            size = self.sizeof(t, e)
+            if f.offset % size == 0:
+                a.ldx(size, R0, R6, f.offset)
+            else:
+                with a.stack.scope():
+                    tmp = self.alloc(8)
+                    a.st("dw", R10, tmp, 0)
+                    self.fp(R1, tmp)
+                    a.mov64(R2, size).mov64(R3, R6).add64(R3, f.offset)
+                    a.call(self.probe_read(False)).ldx("dw", R0, R10, tmp)
+            self.normalize(R0, t)
+            return
+        if isinstance(t, (RecordType, ArrayType)):
+            self.address(e)
+            return
+        bit_off = bit_size = 0
+        if isinstance(e, ast.FieldAccess):
+            base_t = self.type_of(e.expr)
+            rec = base_t.pointee if isinstance(base_t, PointerType) else base_t
+            if isinstance(rec, RecordType):
+                m = self.members(rec, e).get(e.field)
+                if m is not None:
+                    bit_off, bit_size = m.bit_offset, m.bit_size
+        size = 8 if bit_size else self.sizeof(t, e)
+        self.address(e)
+        with a.stack.scope():
+            tmp = self.alloc(8)
+            a.mov64(R3, R0)
+            a.st("dw", R10, tmp, 0)
+            self.fp(R1, tmp)
+            a.mov64(R2, size)
+            a.call(self.probe_read(self.user_memory))
+            a.ldx(size if size in (1, 2, 4, 8) else 8, R0, R10, tmp)
+        if bit_size:
+            if bit_off:
+                a.rsh64(R0, bit_off)
+            self.load_const(R1, (1 << bit_size) - 1)
+            a.and64(R0, R1)
+        else:
+            self.normalize(R0, t)
+
+    # -- strings --------------------------------------------------------------------------------
+    def str_expr(self, e: ast.Expr, off: int, size: int) -> None:  # noqa: C901 - dispatch
+        """Write the string ``e`` at ``r10+off``: at most ``size - 1`` bytes, NUL padded to
+        ``round8(size)``."""
+        a = self.a
+        if isinstance(e, ast.StrLit):
+            self.str_literal(e.data, off, size)
+            return
+        if isinstance(e, ast.Builtin) and e.name == "comm":
+            self.zero(off, size)
+            self.fp(R1, off)
+            a.mov64(R2, min(size, 16)).call(Helper.get_current_comm)
+            return
+        if isinstance(e, ast.Builtin) and e.name == "probe":
+            if self.const_index is None:
+                raise self.error("probe of a wildcard probe can only be printed or used as a map "
+                                 "key by the BPF engine", e)
+            self.str_literal(self.names[self.const_index][0].encode(), off, size)
+            return
+        if isinstance(e, ast.Var):
+            voff, vt = self.vars[e.name]
+            assert isinstance(vt, StringType)
+            self.copy_str(R10, voff, vt.size, off, size)
+            return
+        if isinstance(e, ast.Ternary):
+            els, end = self.label("sf"), self.label("se")
+            self.int_expr(e.cond)
+            a.jeq(R0, 0, els)
+            self.str_expr(e.then, off, size)
+            a.ja(end).label(els)
+            self.str_expr(e.orelse, off, size)
+            a.label(end)
+            return
+        if isinstance(e, ast.Map):
+            mp = self.mplan(e)
+            if mp.value.kind != "str":
+                raise self.error("not a string map", e)
+            miss, done = self.label("sm"), self.label("smd")
+            with a.stack.scope():
+                koff = self.key(mp, e.keys)
+                self.lookup(mp, koff)
+            a.jeq(R0, 0, miss)
+            self.copy_str(R0, 0, mp.value.str_size, off, size)
+            a.ja(done)
+            a.label(miss)
+            self.zero(off, size)
+            a.label(done)
+            return
+        if isinstance(e, ast.Call) and e.name == "str":
+            self.call_str(e, off, size)
+            return
+        if isinstance(e, ast.FieldAccess):
+            t = self.type_of(e)
+            with a.stack.scope():
+                self.zero(off, size)
+                if self.is_args(e.expr):
+                    f = self.tp_field(e)
+                    a.mov64(R3, R6).add64(R3, f.offset)
+                    user = False
+                else:
+                    self.address(e)
+                    a.mov64(R3, R0)
+                    user = self.user_memory
+                n = min(self.sizeof(t, e), size - 1)
+                self.fp(R1, off)
+                a.mov64(R2, n).call(self.probe_read(user))
+            return
+        raise self.error("this string expression is not supported by the BPF engine", e)
+
+    def str_literal(self, data: bytes, off: int, size: int) -> None:
+        data = data.split(b"\0", 1)[0][: size - 1]
+        buf = data + bytes(round8(size) - len(data))
+        for i in range(0, len(buf), 8):
+            chunk = int.from_bytes(buf[i:i + 8], "little")
+            if chunk == 0:
+                self.a.st("dw", R10, off + i, 0)
+            else:
+                self.load_const(R1, chunk)
+                self.a.stx("dw", R10, off + i, R1)
+
+    def copy_str(self, src: Reg, soff: int, ssize: int, off: int, size: int) -> None:
+        """Copy a NUL-padded string buffer of ``ssize`` at ``src+soff`` into ``r10+off``."""
+        a = self.a
+        n = min(round8(ssize), round8(size))
+        for i in range(0, n, 8):
+            a.ldx("dw", R1, src, soff + i).stx("dw", R10, off + i, R1)
+        for i in range(n, round8(size), 8):
+            a.st("dw", R10, off + i, 0)
+        for i in range(size - 1, n):  # cut to size - 1 bytes
+            a.st("b", R10, off + i, 0)
+
+    def call_str(self, e: ast.Call, off: int, size: int) -> None:
+        a = self.a
+        arg = e.args[0]
+        at = self.type_of(arg)
+        if isinstance(at, StringType):
+            if len(e.args) == 2 and _literal(e.args[1]) is None:
+                raise self.error("str(string, n) with a computed n is not supported by the BPF engine", e)
+            self.str_expr(arg, off, size)
+            return
+        self.zero(off, size)
+        with a.stack.scope():
+            ptr = self.alloc(8, "str pointer")
+            self.int_expr(arg)
+            a.stx("dw", R10, ptr, R0)
+            nlen: Optional[int] = None
+            if len(e.args) == 2 and _literal(e.args[1]) is None:
+                nlen = self.alloc(8, "str length")
+                self.int_expr(e.args[1])
+                ok = self.label("len")
+                a.jle(R0, size - 1, ok).mov64(R0, size - 1).label(ok).add64(R0, 1)
+                a.stx("dw", R10, nlen, R0)
+
+            def read(user: bool) -> None:
+                self.fp(R1, off)
+                if nlen is not None:
+                    a.ldx("dw", R2, R10, nlen)
+                    ok2 = self.label("n")
+                    a.jle(R2, size, ok2).mov64(R2, size).label(ok2)
+                else:
+                    a.mov64(R2, size)
+                a.ldx("dw", R3, R10, ptr)
+                a.call(self.probe_read(user, string=True))
+
+            if self.user_memory:
+                read(True)
+            else:
+                read(False)
+                if self.unit.caps.probe_read_kernel and self.provider in ("kprobe", "kretprobe", "tracepoint"):
+                    done = self.label("kstr")
+                    a.jsgt(R0, 0, done)
+                    read(True)  # a user pointer in a kernel function (do_sys_openat2's filename)
+                    a.label(done)
+
+    def str_compare(self, e: ast.Binary) -> None:
+        a = self.a
+        lt, rt = self.type_of(e.left), self.type_of(e.right)
+        ls = lt.size if isinstance(lt, StringType) else 64
+        rs = rt.size if isinstance(rt, StringType) else 64
+        n = min(ls, rs)
+        want = 1 if e.op == "==" else 0
+        ne, eq, end = self.label("ne"), self.label("eq"), self.label("sc")
+        with a.stack.scope():
+            if isinstance(e.right, ast.StrLit) or isinstance(e.left, ast.StrLit):
+                lit, other, osize = ((e.right, e.left, ls) if isinstance(e.right, ast.StrLit)
+                                     else (e.left, e.right, rs))
+                assert isinstance(lit, ast.StrLit)
+                buf = self.alloc(osize)
+                self.str_expr(other, buf, osize)
+                data = lit.data.split(b"\0", 1)[0] + b"\0"
+                for i in range(min(n, len(data))):
+                    a.ldx("b", R1, R10, buf + i).jne(R1, data[i], ne)
+            else:
+                lb, rb = self.alloc(ls), self.alloc(rs)
+                self.str_expr(e.left, lb, ls)
+                self.str_expr(e.right, rb, rs)
+                for i in range(n):
+                    a.ldx("b", R1, R10, lb + i).ldx("b", R2, R10, rb + i)
+                    a.jne(R1, R2, ne).jeq(R1, 0, eq)
+        a.label(eq).mov64(R0, want).ja(end)
+        a.label(ne).mov64(R0, 1 - want)
+        a.label(end)
+
+    # -- calls ----------------------------------------------------------------------------------
+    def call_expr(self, e: ast.Call) -> None:
+        if e.name == "ksym":
+            self.int_expr(e.args[0])
+            return
+        if e.name == "str":
+            raise self.error("str() used as an integer", e)
+        self.call_stmt(e)
+        self.a.mov64(R0, 0)
+
+    def call_stmt(self, e: ast.Call) -> None:
+        a = self.a
+        name = e.name
+        src = self.snippet(e)
+        if name == "printf":
+            fmt = e.args[0]
+            assert isinstance(fmt, ast.StrLit)
+            parts = tuple(part_of(self.checked, x) for x in e.args[1:])
+            rec = self.unit.record("printf", parts, text=fmt.value, source=src)
+            self.emit_record(rec.id, list(zip(parts, e.args[1:])), rec.size)
+        elif name == "time":
+            text = e.args[0].value if e.args and isinstance(e.args[0], ast.StrLit) else None
+            rec = self.unit.record("time", text=text, source=src)
+            self.emit_record(rec.id, [], rec.size)
+        elif name == "exit":
+            rec = self.unit.record("exit", source=src)
+            self.emit_record(rec.id, [], rec.size)
+            a.ja(".exit")
+            self.dead = True
+        elif name == "print":
+            arg = e.args[0]
+            if isinstance(arg, ast.Map) and not arg.indexed:
+                lits = [_literal(x) or 0 for x in e.args[1:]]
+                rec = self.unit.record("print_map", map=arg.name, top=lits[0] if lits else 0,
+                                       div=lits[1] if len(lits) > 1 else 1, source=src)
+                self.emit_record(rec.id, [], rec.size)
+            else:
+                part = part_of(self.checked, arg)
+                rec = self.unit.record("print_value", (part,), source=src)
+                self.emit_record(rec.id, [(part, arg)], rec.size)
+        elif name in ("clear", "zero"):
+            m = e.args[0]
+            assert isinstance(m, ast.Map)
+            rec = self.unit.record(name, map=m.name, source=src)
+            self.emit_record(rec.id, [], rec.size)
+        elif name == "delete":
+            m = e.args[0]
+            assert isinstance(m, ast.Map)
+            mp = self.mplan(m)
+            keys = (e.args[1],) if len(e.args) == 2 else m.keys
+            with a.stack.scope():
+                koff = self.key(mp, keys)
+                a.ld_map_fd(R1, mp.spec)
+                self.fp(R2, koff)
+                a.call(Helper.map_delete_elem)
+        elif name in ("str", "ksym"):
+            self.int_or_str_discard(e)
+        else:
+            raise self.error(f"{name}() is not supported by the BPF engine yet", e)
+
+    def snippet(self, node: object) -> str:
+        span = getattr(node, "span", None)
+        if span is None:
+            return ""
+        return " ".join(self.program.text[span.start:span.end].split())[:80]
+
+    def emit_record(self, rid: int, args: List[Tuple[KeyPart, ast.Expr]], size: int) -> None:
+        """Build the record ``id, args...`` on the stack and send it to the ring."""
+        a = self.a
+        unit = self.unit
+        with a.stack.scope():
+            off = self.alloc(size, "output record")
+            self.load_const(R1, rid)
+            a.stx("dw", R10, off, R1)
+            pos = off + 8
+            for part, e in args:
+                self.pack(part, e, pos)
+                pos += part.size
+            ring = unit.ring_map()
+            if ring.type == MapType.RINGBUF:
+                a.ld_map_fd(R1, ring)
+                self.fp(R2, off)
+                a.mov64(R3, size).mov64(R4, 0).call(Helper.ringbuf_output)
+            else:
+                a.mov64(R1, R6).ld_map_fd(R2, ring)
+                a.ld_imm64(R3, 0xFFFFFFFF)
+                self.fp(R4, off)
+                a.mov64(R5, size).call(Helper.perf_event_output)
+            ok = self.label("sent")
+            a.jeq(R0, 0, ok)
+            k = self.alloc(4)
+            a.st("w", R10, k, 0).ld_map_fd(R1, unit.drops_map())
+            self.fp(R2, k)
+            a.call(Helper.map_lookup_elem).jeq(R0, 0, ok)
+            a.ldx("dw", R1, R0, 0).add64(R1, 1).stx("dw", R0, 0, R1)
+            a.label(ok)
+
+
+_ARG_REGS = {"x86_64": ("di", "si", "dx", "cx", "r8", "r9"),
+             "arm64": ("x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7")}
+
+
+def compile_probe(unit: Unit, probe_index: int, provider: str, names: Sequence[Tuple[str, str]],
+                  **kw: object) -> Program:
+    """Compile one probe (see :class:`ProbeCodegen`)."""
+    return ProbeCodegen(unit, probe_index, provider, names, **kw).compile()  # type: ignore[arg-type]

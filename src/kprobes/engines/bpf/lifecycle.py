@@ -1,0 +1,307 @@
+"""Running a BPF plan: maps, programs, links, the output ring, the Python probes.
+
+The lifecycle mirrors :mod:`..runner` (the tracefs engine's): ``Attaching N
+probes...``; every program is loaded and attached; ``BEGIN`` runs (in Python);
+the ``-c`` command is released; output records are read from the ring in
+order while ``interval`` probes fire on time; the program ends on ``exit()``,
+when the ``-c`` command exits, after ``--duration`` or on Ctrl-C; the links
+are closed (no more events), the ring is drained, ``END`` runs and every map
+is read back from the kernel and printed through agg/.
+
+Every kernel object is an fd owned by one :class:`~kprobes.backends.bpf.BpfSession`:
+if the process dies, SIGKILL included, the kernel drops them all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import subprocess
+import time
+from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
+
+from ...agg import compile_printf, format_time
+from ...errors import KprobesError, VerifierError
+from ...events.model import TraceEvent
+from ..evaluator import ExitProgram, ProbeCompiler, ProbeRunner, Runtime
+from ..plan import Variant
+from ..runner import RunOptions
+from ..runtime import KernelSymbolizer, Output, own_comm
+from ..targets import Target
+from .kmaps import KernelMap
+from .layout import KeyPart
+from .plan import BpfPlan, BpfProgram
+from .unit import Record
+
+__all__ = ["run_plan", "RecordDecoder"]
+
+
+class RecordDecoder:
+    """Turns ring records into output (printf, print, clear, exit...) in Python."""
+
+    def __init__(self, plan: BpfPlan, maps: Dict[str, KernelMap], output: Output,
+                 ksym: Callable[[int], str]) -> None:
+        self.plan = plan
+        self.maps = maps
+        self.out = output
+        self.ksym = ksym
+        self.names = plan.unit.names
+        self.exit_requested = False
+        self._printf: Dict[int, Any] = {}
+        self._layout: Dict[int, List[Tuple[KeyPart, int]]] = {}
+        for rec in plan.unit.records:
+            pos, lay = 8, []
+            for p in rec.parts:
+                lay.append((p, pos))
+                pos += p.size
+            self._layout[rec.id] = lay
+            if rec.kind == "printf":
+                assert rec.text is not None
+                self._printf[rec.id] = compile_printf(rec.text)
+
+    def args(self, rec: Record, raw: bytes) -> List[object]:
+        return [p.decode(raw[off:off + p.size], self.names, self.ksym)
+                for p, off in self._layout[rec.id]]
+
+    def __call__(self, raw: bytes) -> None:
+        if self.exit_requested or len(raw) < 8:
+            return
+        (rid,) = struct.unpack_from("=Q", raw)
+        records = self.plan.unit.records
+        if rid >= len(records):
+            return
+        rec = records[rid]
+        k = rec.kind
+        out = self.out
+        if k == "printf":
+            out.printf(self._printf[rid](self.args(rec, raw)))
+        elif k == "time":
+            out.time(format_time(rec.text))
+        elif k == "exit":
+            self.exit_requested = True
+        elif k == "print_map":
+            out.print_map(self.maps[rec.map], rec.top, rec.div)
+        elif k == "print_value":
+            out.print_value(self.args(rec, raw)[0])
+        elif k == "clear":
+            self.maps[rec.map].clear()
+        elif k == "zero":
+            self.maps[rec.map].zero()
+
+
+def _verifier_failure(plan: BpfPlan, p: BpfProgram, e: VerifierError) -> KprobesError:
+    """A verifier rejection is a kprobes bug: name the probe, its source line, the log's end."""
+    src = ""
+    slots = [m.group(1) for m in re.finditer(r"^(\d+): \(", e.log, re.M)]
+    if slots:
+        want = int(slots[-1])
+        pc = 0
+        for i, insn in enumerate(p.code.insns):
+            if pc >= want:
+                src = p.code.sources[i] or ""
+                break
+            pc += insn.slots
+    probe = plan.checked.program.probes[p.probe_index]
+    where = ", ".join(ap.raw for ap in probe.attach_points)
+    tail = "\n".join("  " + ln for ln in e.last_lines)
+    line = f" at line {src}" if src else ""
+    return KprobesError(
+        f"kprobes bug: the kernel's BPF verifier refused the program of probe {p.probe_index + 1} "
+        f"({where}){line}\nverifier log (last lines):\n{tail}",
+        hint="please report this with the program; --engine tracefs runs it without BPF")
+
+
+def _load(s: Any, plan: BpfPlan, p: BpfProgram, fds: Dict[Any, Any]) -> Callable[[Optional[int]], Any]:
+    from ...backends.bpf.prog import Program
+
+    def load(expected: Optional[int]) -> Any:
+        try:
+            return Program.load(p.prog_type, p.code, name=p.name, maps=fds,
+                                expected_attach_type=expected)
+        except VerifierError as e:
+            raise _verifier_failure(plan, p, e) from None
+
+    return load
+
+
+def _attach(s: Any, plan: BpfPlan, p: BpfProgram, fds: Dict[Any, Any], pid: int, err: TextIO) -> None:
+    load = _load(s, plan, p, fds)
+    kind = p.provider
+    if kind in ("kprobe", "kretprobe") and len(p.targets) > 1:
+        t0 = time.monotonic()
+        att = s.attach_kprobes(load, [t.place for t in p.targets], retprobe=p.retprobe,
+                               cookies=plan.unit.caps.cookie)
+        why = f" (per-function perf events: {att.reason})" if att.reason else ""
+        err.write(f"kprobes: attached {len(p.targets)} {kind}s by {att.method} in "
+                  f"{time.monotonic() - t0:.2f} s{why}\n")
+        return
+    prog = s.own(load(None))
+    s.programs.append(prog)
+    for i, t in enumerate(p.targets):
+        cookie = i if len(p.targets) > 1 else 0
+        if kind in ("uprobe", "uretprobe"):
+            s.attach(prog, f"{kind}:{t.place}", cookie=cookie, pid=pid or -1)
+        elif kind == "tracepoint":
+            s.attach(prog, f"tracepoint:{t.place}")
+        else:
+            s.attach(prog, f"{kind}:{t.place}", cookie=cookie)
+
+
+class _Timers:
+    def __init__(self, entries: List[Tuple[int, ProbeRunner, Target]], start_ns: int) -> None:
+        self.entries = entries
+        self.next = [start_ns + period for period, _, _ in entries]
+
+    @property
+    def due(self) -> Optional[int]:
+        return min(self.next) if self.next else None
+
+    def fire(self, now_ns: int) -> None:
+        while self.next and now_ns >= min(self.next):
+            i = self.next.index(min(self.next))
+            period, runner, target = self.entries[i]
+            tick = self.next[i]
+            self.next[i] = tick + period
+            runner(_synthetic("interval", tick), target)
+
+
+def _synthetic(name: str, ts: int) -> TraceEvent:
+    pid = os.getpid()
+    return TraceEvent(comm=own_comm(), pid=pid, cpu=0, timestamp_ns=ts, event=name, tgid=pid)
+
+
+def _ring_reader(plan: BpfPlan, fds: Dict[Any, Any], loss: Any) -> Any:
+    from ...bpf.maps import MapType
+
+    unit = plan.unit
+    if unit.ring is None:
+        return None
+    ring = fds[unit.ring]
+    drops = fds.get(unit.drops) if unit.drops is not None else None
+    if unit.ring.type == MapType.RINGBUF:
+        from ...backends.bpf.ringbuf import DropCounter, RingBufReader
+
+        dc = DropCounter.for_map(drops, loss) if drops is not None else None
+        return RingBufReader.for_map(ring, drops=dc).open()
+    from ...backends.bpf.perfring import PerfRingReader
+
+    return PerfRingReader.for_map(ring, loss=loss).open()
+
+
+def run_plan(plan: BpfPlan, opts: RunOptions, out: TextIO, err: TextIO) -> int:
+    """Run ``plan`` to its end; returns the exit status."""
+    from ...backends.bpf import BpfSession, Map
+    from ...backends.bpf.loss import LossCounts
+    from ...backends.process import spawn_gated
+
+    checked = plan.checked
+    unit = plan.unit
+    output = Output(out, opts.fmt)
+    ksym = KernelSymbolizer()
+    loss = LossCounts()
+    proc: Optional["subprocess.Popen[bytes]"] = None
+    with BpfSession() as s:
+        fds: Dict[Any, Any] = {}
+        for spec in unit.all_specs():
+            fds[spec] = s.adopt_map(Map.from_spec(spec))
+        maps = {name: KernelMap(mp, fds[mp.spec], unit.names, ksym) for name, mp in unit.maps.items()}
+        reader = _ring_reader(plan, fds, loss)
+        if reader is not None:
+            s.own(reader)
+        decoder = RecordDecoder(plan, maps, output, ksym)
+        rt = Runtime(dict(maps), output, time.monotonic_ns())
+        begin: List[Tuple[ProbeRunner, Target]] = []
+        end: List[Tuple[ProbeRunner, Target]] = []
+        timers: List[Tuple[int, ProbeRunner, Target]] = []
+        for up in plan.user:
+            probe = checked.program.probes[up.probe_index]
+            conj = (probe.predicate,) if probe.predicate is not None else ()
+            runner = ProbeCompiler(checked, Variant(up.probe_index, up.provider, python_conjuncts=conj),
+                                   rt).compile()
+            target = Target(up.provider, "", up.name, "")
+            if up.provider == "BEGIN":
+                begin.append((runner, target))
+            elif up.provider == "END":
+                end.append((runner, target))
+            else:
+                timers.append((up.period_ns, runner, target))
+        output.attached(plan.attach_count)
+        output.flush()
+        for p in plan.programs:
+            _attach(s, plan, p, fds, opts.pid or 0, err)
+        rt.start_ns = time.monotonic_ns()
+        if unit.globals is not None:
+            fds[unit.globals].update(struct.pack("=I", 0), struct.pack("=QQ", rt.start_ns, 0))
+        clock = _Timers(timers, rt.start_ns)
+        try:
+            for runner, target in begin:
+                runner(_synthetic("BEGIN", time.monotonic_ns()), target)
+            if not rt.exit_requested:
+                if opts.command:
+                    proc, gate = spawn_gated(["sh", "-c", opts.command])
+                    os.write(gate, b"go\n")
+                    os.close(gate)
+                _loop(reader, decoder, rt, clock, proc, opts)
+        except ExitProgram:
+            pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for ln in list(s.links):
+                ln.close()
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+        if reader is not None and not decoder.exit_requested and not rt.exit_requested:
+            _drain(reader, decoder)
+        if reader is not None and getattr(reader, "drops", None) is not None:
+            reader.drops.update()
+        try:
+            for runner, target in end:
+                runner(_synthetic("END", time.monotonic_ns()), target)
+        except ExitProgram:
+            pass
+        output.exit_maps(list(maps.values()))
+        output.flush()
+    if loss.total:
+        err.write("kprobes: " + "; ".join(loss.report()) + "\n")
+    return 0
+
+
+def _handler(reader: Any, decoder: RecordDecoder) -> Callable[..., None]:
+    from ...backends.bpf.perfring import PerfRingReader
+
+    if isinstance(reader, PerfRingReader):
+        return lambda cpu, rec: decoder(rec)
+    return decoder
+
+
+def _drain(reader: Any, decoder: RecordDecoder) -> None:
+    reader.drain(_handler(reader, decoder))
+
+
+def _loop(reader: Any, decoder: RecordDecoder, rt: Runtime, clock: _Timers,
+          proc: "Optional[subprocess.Popen[bytes]]", opts: RunOptions) -> None:
+    deadline = time.monotonic() + opts.duration if opts.duration else None
+    handler = _handler(reader, decoder) if reader is not None else None
+    while not (decoder.exit_requested or rt.exit_requested):
+        now = time.monotonic()
+        timeout = 0.1
+        due = clock.due
+        if due is not None:
+            timeout = min(timeout, max(0.0, (due - time.monotonic_ns()) / 1e9))
+        if deadline is not None:
+            if now >= deadline:
+                return
+            timeout = min(timeout, deadline - now)
+        if reader is not None:
+            reader.poll(timeout, handler)
+        else:
+            time.sleep(timeout)
+        if due is not None:
+            clock.fire(time.monotonic_ns())
+        if proc is not None and proc.poll() is not None:
+            if reader is not None:
+                _drain(reader, decoder)
+            return

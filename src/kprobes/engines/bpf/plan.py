@@ -1,0 +1,168 @@
+"""Planning a checked program for the BPF engine: targets, programs, maps, ``--dry-run``.
+
+Each probe gives one eBPF program per attach provider it uses (``kprobe`` and
+``kretprobe`` of one probe are two programs): a KPROBE program for
+kprobe/kretprobe/uprobe/uretprobe, attached to every target (a wildcard's
+many functions share it, through kprobe_multi where the kernel has it), or one
+TRACEPOINT program per tracepoint (field offsets differ between tracepoints).
+``BEGIN``, ``END`` and ``interval`` probes run in Python (the evaluator of the
+tracefs engine) against the kernel maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from ...bpf.asm import Program
+from ...bpf.maps import MapType, ProgType, enum_name
+from ...lang.checked import CheckedProgram
+from ..plan import interval_ns
+from ..targets import DEFAULT_BUDGET, Governor, SymbolSource, Target, expand, not_found
+from .codegen import ProbeCodegen
+from .unit import Caps, Unit
+
+__all__ = ["BpfOptions", "BpfProgram", "UserProbe", "BpfPlan", "plan_checked"]
+
+_USER_SPACE = ("BEGIN", "END", "interval")
+
+
+@dataclass
+class BpfOptions:
+    """Planning choices: governor (``unsafe``/``budget``), ``wildcard_filter`` (see the
+    tracefs engine), ``arch`` (None: this machine's), ``pid`` (-p: only this process)."""
+
+    unsafe: bool = False
+    budget: int = DEFAULT_BUDGET
+    wildcard_filter: Optional[str] = None
+    arch: Optional[str] = None
+    pid: int = 0
+
+
+@dataclass
+class BpfProgram:
+    """One eBPF program: what it runs for and where it attaches."""
+
+    probe_index: int
+    provider: str
+    targets: List[Target]
+    target_base: int
+    code: Program
+    name: str
+
+    @property
+    def prog_type(self) -> int:
+        return ProgType.TRACEPOINT if self.provider == "tracepoint" else ProgType.KPROBE
+
+    @property
+    def retprobe(self) -> bool:
+        return self.provider in ("kretprobe", "uretprobe")
+
+
+@dataclass(frozen=True)
+class UserProbe:
+    """A probe that runs in Python: BEGIN, END or interval (``period_ns``)."""
+
+    probe_index: int
+    provider: str
+    name: str
+    period_ns: int = 0
+
+
+@dataclass
+class BpfPlan:
+    """Everything :mod:`.lifecycle` needs, and the ``--dry-run`` text."""
+
+    checked: CheckedProgram
+    unit: Unit
+    programs: List[BpfProgram] = field(default_factory=list)
+    user: List[UserProbe] = field(default_factory=list)
+    symbols: Optional[SymbolSource] = None
+    pid: int = 0
+
+    @property
+    def attach_count(self) -> int:
+        return sum(len(p.targets) for p in self.programs) + len(self.user)
+
+    def describe(self) -> str:
+        unit = self.unit
+        lines: List[str] = ["engine: bpf"]
+        for mp in unit.maps.values():
+            s = mp.spec
+            parts = ", ".join(p.kind if p.kind != "str" else f"str[{p.field}]" for p in mp.key.parts)
+            lines.append(f"map {mp.display}: {enum_name(MapType, s.type)} key {s.key_size} B"
+                         f"{' (' + parts + ')' if parts else ''}, value {s.value_size} B "
+                         f"({mp.value.kind}), max {s.max_entries}")
+        for aux in (unit.ring, unit.drops, unit.globals, unit.zeros):
+            if aux is not None:
+                lines.append(f"map {aux.name}: {enum_name(MapType, aux.type)} key {aux.key_size} B, "
+                             f"value {aux.value_size} B, max {aux.max_entries}")
+        for rec in unit.records:
+            what = rec.text if rec.text is not None else (f"@{rec.map}" if rec.map else "")
+            lines.append(f"record {rec.id}: {rec.kind} {what!r} ({rec.size} B)" if what
+                         else f"record {rec.id}: {rec.kind} ({rec.size} B)")
+        for up in self.user:
+            lines.append(f"probe {up.probe_index + 1} [{up.provider}]: runs in Python"
+                         + (f" every {up.period_ns} ns" if up.period_ns else ""))
+        for p in self.programs:
+            n = len(p.targets)
+            where = p.targets[0].name if n == 1 else f"{n} targets ({p.targets[0].name}, ...)"
+            lines.append(f"probe {p.probe_index + 1} [{p.provider}] program {p.name}: {where}, "
+                         f"{len(p.code)} instructions, stack {p.code.stack_depth} B")
+            for ln in p.code.listing().rstrip("\n").split("\n"):
+                lines.append("    " + ln)
+        lines.append(f"attach: {self.attach_count} probes")
+        return "\n".join(lines) + "\n"
+
+
+def plan_checked(
+    checked: CheckedProgram,
+    *,
+    arch: str,
+    types: Optional[object],
+    symbols: SymbolSource,
+    caps: Caps,
+    opts: BpfOptions,
+) -> BpfPlan:
+    """Expand targets and compile every probe (pure apart from reading symbol lists)."""
+    unit = Unit(checked, caps)
+    plan = BpfPlan(checked, unit, symbols=symbols, pid=opts.pid)
+    gov = Governor(opts.budget, opts.unsafe)
+    total, biggest = 0, ("", 0)
+    for index, probe in enumerate(checked.program.probes):
+        by_provider: Dict[str, List[Target]] = {}
+        for ap in probe.attach_points:
+            if ap.provider in _USER_SPACE:
+                period = interval_ns(ap) if ap.provider == "interval" else 0
+                plan.user.append(UserProbe(index, ap.provider, ap.name, period))
+                continue
+            narrow = opts.wildcard_filter if ap.provider in ("kprobe", "kretprobe") else None
+            targets = expand(ap, symbols, narrow)
+            if not targets:
+                raise not_found(ap)
+            if len(targets) > biggest[1]:
+                biggest = (ap.raw, len(targets))
+            by_provider.setdefault(ap.provider, []).extend(targets)
+        summary = checked.probes[index]
+        needs_target = bool({"probe", "func"} & set(summary.builtins))
+        for provider, targets in by_provider.items():
+            total += len(targets)
+            groups: List[Tuple[List[Target], Optional[Tuple[str, str]]]] = []
+            if provider == "tracepoint":
+                for t in targets:
+                    sys_, _, ev = t.place.partition(":")
+                    groups.append(([t], (sys_, ev)))
+            elif len(targets) > 1 and needs_target and not caps.cookie:
+                groups = [([t], None) for t in targets]
+            else:
+                groups = [(targets, None)]
+            for group, tp in groups:
+                base = unit.add_targets([(t.name, t.func) for t in group])
+                gen = ProbeCodegen(unit, index, provider, [(t.name, t.func) for t in group],
+                                   arch=arch, types=types, target_base=base, tracepoint=tp,
+                                   pid=opts.pid)
+                code = gen.compile()
+                name = f"kp{index}_{provider[:2]}{len(plan.programs)}"
+                plan.programs.append(BpfProgram(index, provider, group, base, code, name))
+    gov.check(total, f"{biggest[0]} expands to {biggest[1]}" if biggest[1] > 1 else "")
+    return plan
