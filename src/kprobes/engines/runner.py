@@ -131,7 +131,10 @@ def _arm_one(session: object, ev: KernelEvent, unsafe: bool = False) -> None:
         add_eprobe(session, ev.definition, filter=ev.filter)
     else:
         assert ev.definition is not None
-        session.add(ev.definition, filter=ev.filter, unsafe=unsafe)
+        if unsafe:  # --unsafe: the plan did not check uprobe placement, nor may the session
+            session.add(ev.definition, filter=ev.filter, unsafe=True)
+        else:
+            session.add(ev.definition, filter=ev.filter)
 
 
 def run_plan(
