@@ -145,7 +145,17 @@ def _attach(s: Any, plan: BpfPlan, p: BpfProgram, fds: Dict[Any, Any], pid: int,
         elif kind == "tracepoint":
             s.attach(prog, f"tracepoint:{t.place}")
         else:
-            s.attach(prog, f"{kind}:{t.place}", cookie=cookie)
+            from ...backends.bpf.attach import attach_kprobe
+            from ..targets import explain_refusal
+
+            func, _, off = t.place.partition("+")
+
+            def explain(name: str, t: Target = t, syms: Any = plan.symbols) -> Optional[KprobesError]:
+                return explain_refusal(t, syms) if syms is not None else None
+
+            link = attach_kprobe(prog, func, retprobe=p.retprobe, offset=int(off, 0) if off else 0,
+                                 cookie=cookie, explain=explain)
+            s.links.append(s.own(link))
 
 
 class _Timers:
