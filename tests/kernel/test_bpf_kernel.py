@@ -172,7 +172,8 @@ def test_kprobe_multi_on_vfs_and_tcp_or_fallback_with_reason(data_file: str, ksy
     assert hits["tcp_v4_connect"] == 7
     assert hits["tcp_sendmsg"] == 7
     assert hits["tcp_recvmsg"] == 7
-    assert sum(1 for v in hits.values() if v) > 10
+    # the full vfs_*/tcp_* set sees many more functions fire (tcp_v4_rcv, vfs_write...)
+    assert sum(1 for v in hits.values() if v) > (10 if feats.kprobe_multi else len(ASSERTED))
 
 
 def test_invalid_program_is_refused_with_the_verifier_lines() -> None:
