@@ -123,6 +123,7 @@ class ProbeCodegen:
         self.vars: Dict[str, Tuple[int, Type]] = {}
         #: The code emitted last jumped away for good (exit(), return): stop emitting.
         self.dead = False
+        self._labels = 0
         self._lines = self.program.text.splitlines()
 
     # -- helpers ------------------------------------------------------------------
@@ -140,7 +141,8 @@ class ProbeCodegen:
         self.a.source(f"{span.line}: {line[:60]}")
 
     def label(self, stem: str) -> str:
-        return self.a.fresh_label(stem)
+        self._labels += 1
+        return f".{stem}{self._labels}"
 
     def alloc(self, size: int, what: str = "") -> int:
         return self.a.stack.alloc(round8(max(size, 1)), 8, what)
