@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Iterator, List
 
 import pytest
@@ -93,6 +94,9 @@ def _refused_everywhere(prog: str, trace_place: str, bt_place: str, want: List[s
     assert all(w in err for w in want), err
     rc, out, err = run_cli(["check", "--unsafe", f"p:x {trace_place}"])
     assert rc == 0, err
+    rc, out, err = run_cli(["probe", "--add", f"p:kpplace_x {trace_place}"])
+    assert rc == 2 and REFUSED in err, (rc, err)
+    assert "kpplace_x" not in Path(tracefs_root() or "/nonexistent", "uprobe_events").read_text()
     assert session_leftovers() == []
 
 
