@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from kprobes.backends.tracefs.fs import TraceFS
 from kprobes.errors import KernelRefused, KprobesError, ProbeSyntaxError
@@ -473,3 +473,182 @@ def test_product_path_reports_silent_refusals_as_silent() -> None:
     finally:
         _remove_new(initial)
     assert not wrong, "\n".join(wrong)
+
+
+# --------------------------------------------------------------------------------------
+# `kprobes check` on the running kernel (live facts) against the kernel itself
+# --------------------------------------------------------------------------------------
+
+BASE_K = "p:{g}/c vfs_read a=%di"  # an event that exists while the clash cases are checked
+BASE_U = "p:{g}/uc {code}"
+
+
+def _code() -> str:
+    """``PATH:0xOFFSET`` of a function's code (kprobes refuses offsets outside code)."""
+    from kprobes.backends.symbols import resolve_uprobe
+
+    loc = resolve_uprobe("/bin/bash", "readline")
+    return f"{loc.path}:0x{loc.offset:x}"
+
+
+def _live_cases(g: str) -> List[Tuple[str, str]]:
+    """(events file, line): the registration-time facts only the live check knows."""
+    k, u = "kprobe_events", "uprobe_events"
+    code = _code()
+    cases = [
+        # symbols that do not exist (the kernel checks them before the arguments)
+        (k, f"p:{g}/l1 nosuchfunc_kpchk"),
+        (k, f"p:{g}/l2 {FUNC} a=@nosuchsym_kpchk"),
+        (k, f"p:{g}/l3 {FUNC} a=+0(@nosuchsym_kpchk):u32"),
+        (k, f"p:{g}/l4 nosuchfunc_kpchk a=%foo"),
+        (k, f"r:{g}/l5 nosuchfunc_kpchk"),
+        (k, f"p:{g}/l6 nosuchfunc_kpchk+8"),
+        (k, f"p:{g}/l7 _do_fork"),
+        (k, f"p:{g}/l8 {FUNC} a=@jiffies_kpchk+8"),
+        # several kallsyms entries: refused (a memory argument may name one)
+        (k, f"p:{g}/l9 name_show"),
+        (k, f"r:{g}/l10 name_show"),
+        (k, f"p:{g}/l11 name_show+4"),
+        (k, f"p:{g}/l12 {FUNC} a=@name_show"),
+        # exists, but the kprobe layer refuses it: data, blacklisted, notrace
+        (k, f"p:{g}/l13 jiffies"),
+        (k, f"p:{g}/l14 kprobe_int3_handler"),
+        (k, f"p:{g}/l15 trace_event_buffer_reserve"),
+        (k, f"p:{g}/l16 do_idle"),
+        # modules: not loaded (deferred, accepted), loaded without the symbol
+        (k, f"p:{g}/l17 nosuchmod_kpchk:nosuchfunc"),
+        # event names taken by another event, or by an event of this kind
+        (k, f"p:sched/sched_switch {FUNC}"),
+        (k, f"p:{g}/uc {FUNC}"),
+        (k, f"p:{g}/c {FUNC} a=%di"),
+        (k, f"r:{g}/c vfs_write"),
+        (k, f"p:{g}/c vfs_readv b=%di"),
+        (k, f"p:{g}/c vfs_readv a=%di:u32"),
+        (k, f"p:{g}/c vfs_readv"),
+        (k, f"p:{g}/c vfs_readv a=%di b=%si"),
+        (k, f"p:{g}/c vfs_write a=%di"),  # same arguments: a second probe of the event
+        # uprobes: the file must exist and be a regular file
+        (u, f"p:{g}/u1 /nonexist_kpchk:0x10"),
+        (u, f"p:{g}/u2 /tmp:0x10"),
+        (u, f"p:{g}/u3 /dev/null:0x10"),
+        (u, f"p:{g}/u4 /nonexist_kpchk:0x10 a=%foo"),
+        (u, f"p:{g}/u5 {code}"),
+        (u, f"p:sched/sched_switch {code}"),
+        (u, f"p:{g}/c {code}"),
+        (u, f"p:{g}/uc {code}"),
+        (u, f"r:{g}/uc {code}"),
+        (u, f"p:{g}/uc {code} a=%di"),
+        (u, f"p:{g}/u6 {code} a=%di b=%si:u32 c=$comm"),
+    ]
+    mod = _module_symbol()
+    if mod is not None:
+        cases += [
+            (k, f"p:{g}/l18 {mod[0]}:nosuchfunc_kpchk"),
+            (k, f"p:{g}/l19 {mod[0]}:{FUNC}"),
+            (k, f"p:{g}/l20 {mod[0]}:{mod[1]}"),
+        ]
+    return cases
+
+
+def _write_to(rel: str, line: str) -> Optional[int]:
+    fd = os.open(os.path.join(TRACEFS, rel), os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, line.encode())
+        return None
+    except OSError as e:
+        return e.errno
+    finally:
+        os.close(fd)
+
+
+def _group_events(rel: str, group: str) -> List[str]:
+    return [
+        ln.split()[0].split(":", 1)[1]
+        for ln in _read(os.path.join(TRACEFS, rel)).splitlines()
+        if ln.strip() and ln.split()[0].split(":", 1)[1].startswith(group + "/")
+    ]
+
+
+def _listed(rel: str) -> List[str]:
+    return [ln.split()[0].split(":", 1)[1] for ln in _read(os.path.join(TRACEFS, rel)).splitlines()
+            if ln.strip()]
+
+
+def _remove_created(before: Dict[str, List[str]]) -> None:
+    """Delete the events that appeared since ``before`` (one entry per file)."""
+    for rel, old in before.items():
+        for ev in sorted(set(_listed(rel)) - set(old)):
+            _write_to(rel, f"-:{ev}")
+
+
+def _drop_group(group: str) -> None:
+    assert group.startswith("kplive"), group
+    for rel in ("kprobe_events", "uprobe_events"):
+        for ev in sorted(set(_group_events(rel, group))):
+            _write_to(rel, f"-:{ev}")
+
+
+def _live_disagreement(rel: str, line: str, live: object, features: KernelFeatures) -> Optional[str]:
+    """Check ``line`` live, then write it: None when check said what the kernel did."""
+    from kprobes.backends.prepare import guess_kind
+    from kprobes.cli.check import check_one
+
+    kind = "kprobe" if rel == "kprobe_events" else "uprobe"
+    # The product's own path (prepare: BTF names compiled by kprobes) when the line
+    # is of the kind it would be taken for; else the raw syntax of that file.
+    how = "auto" if guess_kind(line.split()) == kind else kind
+    res = check_one(line, how, features, os.uname().machine, live)  # type: ignore[arg-type]
+    before = {r: _listed(r) for r in ("kprobe_events", "uprobe_events")}
+    before_log = _read(ERROR_LOG)
+    err = _write_to(rel, line)
+    after_log = _read(ERROR_LOG)
+    _remove_created(before)
+    logged = _last_error(after_log) if err is not None and after_log != before_log else None
+    if err is None:
+        return None if res["ok"] else f"kernel accepted, check {res['message']!r}@{res['position']}"
+    if res["ok"]:
+        if res["normalized"] != line:
+            # check expanded the line (friendly names): what kprobes writes must pass
+            ok = _write_to(rel, str(res["normalized"])) is None
+            _remove_created(before)
+            if ok:
+                return None
+        how = f"{logged[0]!r}@{logged[2]}" if logged else f"silently (errno {err})"
+        return f"kernel refused {how}, check accepted"
+    if logged is None:
+        want = {errno.EINVAL: SILENT_EINVAL, errno.E2BIG: SILENT_E2BIG}.get(err, str(err))
+        return None if res["message"] == want else f"kernel refused silently ({want}), check {res['message']!r}"
+    got = (res["message"], res["position"])
+    if got == (logged[0], logged[2]) or res["position"] is None:
+        return None  # the kernel's words, or kprobes' own (a BTF name prepare compiles)
+    return f"kernel {logged[0]!r}@{logged[2]}, check {got[0]!r}@{got[1]}"
+
+
+def test_live_check_agrees_with_the_kernel() -> None:
+    """Every case, the syntax corpus and the live categories: ``check`` then the kernel."""
+    _prerequisites()
+    from kprobes.backends.livecheck import LiveKernel
+
+    release = os.uname().release
+    features = KernelFeatures.from_readme(_read(os.path.join(TRACEFS, "README")), release)
+    group = f"kplive{os.getpid()}"
+    live = LiveKernel(TRACEFS)
+    cases = [("kprobe_events", line) for line, _ in _cases(group)] + _live_cases(group)
+    bad: List[str] = []
+    try:
+        for rel, line in cases:
+            _drop_group(group)
+            _write_to("kprobe_events", BASE_K.format(g=group))
+            _write_to("uprobe_events", BASE_U.format(g=group, code=_code()))
+            why = _live_disagreement(rel, line, live, features)
+            if why:
+                bad.append(f"{line[:100]!r}: {why}")
+    finally:
+        _drop_group(group)
+    assert not _group_events("kprobe_events", group) and not _group_events("uprobe_events", group)
+    agree = len(cases) - len(bad)
+    print(f"{release}: check agrees with the kernel on {agree}/{len(cases)} "
+          f"({100.0 * agree / len(cases):.1f}%)")
+    print("\n".join(bad))
+    # Known gap: offsets that are not instruction boundaries (the kernel decodes its text).
+    assert agree >= 0.98 * len(cases), f"{len(bad)} of {len(cases)} disagree:\n" + "\n".join(bad)

@@ -48,6 +48,7 @@ __all__ = [
     "live_verdict",
     "explain_refusal",
     "explain_write_refusal",
+    "endbr_entry_line",
 ]
 
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
@@ -103,6 +104,44 @@ class LiveKernel:
                 return f.read()
         except OSError:
             return ""
+
+    def text_bytes(self, addr: int, size: int, kcore: str = "/proc/kcore") -> Optional[bytes]:
+        """``size`` bytes of kernel memory at ``addr`` through /proc/kcore (root), or None."""
+        import struct
+
+        try:
+            with open(kcore, "rb") as f:
+                ehdr = f.read(64)
+                if ehdr[:4] != b"\x7fELF" or ehdr[4] != 2:
+                    return None
+                phoff, = struct.unpack_from("<Q", ehdr, 32)
+                phentsize, phnum = struct.unpack_from("<HH", ehdr, 54)
+                f.seek(phoff)
+                table = f.read(phentsize * phnum)
+                for i in range(phnum):
+                    p_type, _fl, p_off, p_vaddr, _pa, p_filesz = struct.unpack_from(
+                        "<IIQQQQ", table, i * phentsize)
+                    if p_type == 1 and p_vaddr <= addr and addr + size <= p_vaddr + p_filesz:
+                        f.seek(p_off + addr - p_vaddr)
+                        data = f.read(size)
+                        return data if len(data) == size else None
+        except (OSError, struct.error):
+            return None
+        return None
+
+    def starts_with_endbr(self, symbol: str) -> bool:
+        """The function's first instruction is ENDBR64 (x86 IBT builds).
+
+        The kernel (arch_adjust_kprobe_addr) then treats SYM+4 as the function
+        entry: a return probe and $argN are allowed there.
+        """
+        ks = self.symbols().kallsyms
+        if ks is None or ks.addresses_hidden:
+            return False
+        text = [s for s in ks.lookup(symbol) if s.is_text]
+        if len(text) != 1:
+            return False
+        return self.text_bytes(text[0].addr, 4) == b"\xf3\x0f\x1e\xfa"
 
     def existing(self, kind: str) -> List[Tuple[bool, str, str, List[str]]]:
         """Events of ``kind`` (kprobe/uprobe): (is_return, group, event, words after the head)."""
@@ -401,3 +440,28 @@ def explain_write_refusal(
             f"says: {better.message}"
         )
     return better
+
+
+#: Offline verdicts that only hold when SYM+4 is not the function entry.
+_NOT_ENTRY = frozenset({KERNEL_ERRORS["BAD_RETPROBE"], KERNEL_ERRORS["NOFENTRY_ARGS"]})
+
+
+def endbr_entry_line(line: str, offline: ProbeSyntaxError, kernel: LiveKernel) -> Optional[str]:
+    """``line`` with ``SYM+4`` written ``SYM`` when the kernel counts +4 as the entry.
+
+    On x86 kernels built with IBT every function starts with ENDBR64 and the
+    kernel moves an entry probe past it: ``SYM+4`` *is* the entry, so a return
+    probe or ``$argN`` there is accepted.  None when that does not apply.
+    """
+    if offline.kernel_message not in _NOT_ENTRY:
+        return None
+    words = line.split()
+    if len(words) < 2 or words[0][:1] not in "pr":
+        return None
+    place = words[1]
+    suffix = "%return" if place.endswith("%return") else ""
+    base = place[: len(place) - len(suffix)]
+    m = re.match(r"^([A-Za-z_][\w.]*)\+(?:4|0x4)$", base)
+    if not m or not kernel.kprobes_supported() or not kernel.starts_with_endbr(m.group(1)):
+        return None
+    return " ".join([words[0], m.group(1) + suffix] + words[2:])

@@ -104,10 +104,28 @@ def _raw_uprobe_error(text: str, kind: str, features: object, arch: str,
     return None
 
 
+def _in_user_words(e: ProbeSyntaxError, text: str) -> ProbeSyntaxError:
+    """An error in the prepared line, pointed at the same word of what the user typed.
+
+    prepare rewrites words (BTF names -> fetchargs, friendly names), so a
+    position in its line is not one in the user's; the kernel, given the
+    user's line, points at the word's start.
+    """
+    mine, theirs = e.text.split(), text.split()
+    if e.text == " ".join(theirs) or len(mine) != len(theirs):
+        return e
+    starts = [sum(len(w) + 1 for w in mine[:i]) for i in range(len(mine))]
+    idx = max(i for i, st in enumerate(starts) if st <= e.position)
+    if starts[idx] != e.position:
+        return e  # inside a word: the offset within the rewritten word means nothing here
+    pos = sum(len(w) + 1 for w in theirs[:idx])
+    return ProbeSyntaxError(e.kernel_message, " ".join(theirs), pos, hint=e.hint)
+
+
 def check_one(text: str, kind: str, features: object, arch: str,
               live: Optional["LiveKernel"] = None, unsafe: bool = False) -> Dict[str, object]:
     """One definition's verdict; ``live`` adds the running kernel's registration checks."""
-    from ..backends.livecheck import live_verdict
+    from ..backends.livecheck import endbr_entry_line, live_verdict
     from ..backends.prepare import guess_kind, prepare_definition
     from ..probes import ProbeSpec, expand_friendly, validate
     from ..probes.validate import local_file_check
@@ -141,6 +159,18 @@ def check_one(text: str, kind: str, features: object, arch: str,
         if raw is None:
             return _failure(text, e)
         offline, line = raw, raw.text
+    keep_line = False  # SYM+4 is the entry (ENDBR): the spec was checked as SYM
+    if offline is not None:
+        offline = _in_user_words(offline, text)
+    if live is not None and offline is not None:
+        entry = endbr_entry_line(line, offline, live)
+        if entry is not None:
+            try:
+                parsed = validate(entry, k, features, arch, file_check=file_check)  # type: ignore[arg-type]
+                if isinstance(parsed, ProbeSpec):
+                    spec, offline, keep_line = parsed, None, True
+            except ProbeSyntaxError:
+                pass
     if live is not None:
         try:
             verdict = live_verdict(line, k, spec, offline, live)
@@ -151,7 +181,8 @@ def check_one(text: str, kind: str, features: object, arch: str,
     elif offline is not None:
         return _failure(text, offline)
     assert spec is not None
-    return {"ok": True, "definition": text, "normalized": spec.render(), "kind": k,
+    normalized = line if keep_line else spec.render()
+    return {"ok": True, "definition": text, "normalized": normalized, "kind": k,
             "message": None, "position": None}
 
 
