@@ -21,6 +21,7 @@ HAS_KPROBES = os.path.exists("/sys/kernel/tracing/kprobe_events") or os.path.isd
     ["check", "p:x vfs_read"],
     ["trace", "--duration", "1", "p:x vfs_read"],
     ["-e", "kprobe:vfs_read {}"],
+    ["-e", "kprobe:vfs_* {}"],
     ["probe", "--add", "vfs_read"],
     ["list", "vfs_*"],
     ["list", "vfs_read"],

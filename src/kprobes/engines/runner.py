@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, TextIO, Tuple
 
 from ..backends.process import spawn_gated
-from ..errors import KprobesError
+from ..errors import FeatureMissing, KprobesError
 from ..events.cmdlines import IDLE_COMM
 from ..events.model import TraceEvent
 from .evaluator import ExitProgram, ProbeRunner, Runtime, compile_variants
@@ -215,6 +215,8 @@ def _arm_all(s: object, plan: ProgramPlan, opts: RunOptions, err: TextIO) -> Non
         try:
             _arm(s, ev, plan.unsafe)
         except KprobesError as e:
+            if isinstance(e, FeatureMissing):
+                raise  # no kprobes at all: one clear error, not one per wildcard match
             if ev.event not in wild:
                 if ev.kind == "kprobe" and plan.symbols is not None:
                     better = explain_refusal(ev.target, plan.symbols)
