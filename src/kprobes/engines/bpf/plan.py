@@ -129,6 +129,7 @@ def plan_checked(
     plan = BpfPlan(checked, unit, symbols=symbols, pid=opts.pid)
     gov = Governor(opts.budget, opts.unsafe)
     total, biggest = 0, ("", 0)
+    work: List[Tuple[int, str, List[Target], Optional[Tuple[str, str]]]] = []
     for index, probe in enumerate(checked.program.probes):
         by_provider: Dict[str, List[Target]] = {}
         for ap in probe.attach_points:
@@ -147,22 +148,21 @@ def plan_checked(
         needs_target = bool({"probe", "func"} & set(summary.builtins))
         for provider, targets in by_provider.items():
             total += len(targets)
-            groups: List[Tuple[List[Target], Optional[Tuple[str, str]]]] = []
             if provider == "tracepoint":
                 for t in targets:
                     sys_, _, ev = t.place.partition(":")
-                    groups.append(([t], (sys_, ev)))
+                    work.append((index, provider, [t], (sys_, ev)))
             elif len(targets) > 1 and needs_target and not caps.cookie:
-                groups = [([t], None) for t in targets]
+                work += [(index, provider, [t], None) for t in targets]
             else:
-                groups = [(targets, None)]
-            for group, tp in groups:
-                base = unit.add_targets([(t.name, t.func) for t in group])
-                gen = ProbeCodegen(unit, index, provider, [(t.name, t.func) for t in group],
-                                   arch=arch, types=types, target_base=base, tracepoint=tp,
-                                   pid=opts.pid)
-                code = gen.compile()
-                name = f"kp{index}_{provider[:2]}{len(plan.programs)}"
-                plan.programs.append(BpfProgram(index, provider, group, base, code, name))
+                work.append((index, provider, targets, None))
     gov.check(total, f"{biggest[0]} expands to {biggest[1]}" if biggest[1] > 1 else "")
+    unit.size_target_maps(total)
+    for index, provider, group, tp in work:
+        base = unit.add_targets([(t.name, t.func) for t in group])
+        gen = ProbeCodegen(unit, index, provider, [(t.name, t.func) for t in group],
+                           arch=arch, types=types, target_base=base, tracepoint=tp, pid=opts.pid)
+        code = gen.compile()
+        name = f"kp{index}_{provider[:2]}{len(plan.programs)}"
+        plan.programs.append(BpfProgram(index, provider, group, base, code, name))
     return plan

@@ -206,6 +206,14 @@ class Unit:
             if value.size > 128:
                 self.zeros_size = max(self.zeros_size, value.size)
 
+    def size_target_maps(self, targets: int) -> None:
+        """Maps keyed by ``probe``/``func`` get room for every target (``kprobe:*``)."""
+        for name, mp in list(self.maps.items()):
+            if targets > MAX_ENTRIES and any(p.kind == "target" for p in mp.key.parts):
+                s = mp.spec
+                spec = MapSpec(s.label, s.type, s.key_size, s.value_size, targets + 64)
+                self.maps[name] = MapPlan(name, mp.key, mp.value, spec)
+
     # -- auxiliary maps --------------------------------------------------------
     def ring_map(self) -> MapSpec:
         if self.ring is None:
