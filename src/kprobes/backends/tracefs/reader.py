@@ -236,6 +236,19 @@ class KernelSymbolizer:
         return hit
 
 
+_SHARED: List[KernelSymbolizer] = []
+
+
+def shared_symbolizer() -> KernelSymbolizer:
+    """One process-wide :class:`KernelSymbolizer` (kallsyms is read once, not per session).
+
+    Module symbols can come and go; a session that needs them exact passes its own.
+    """
+    if not _SHARED:
+        _SHARED.append(KernelSymbolizer())
+    return _SHARED[0]
+
+
 # ---------------------------------------------------------------------- comms
 
 
@@ -412,7 +425,7 @@ class RawReader:
         self.instance = instance
         self.own_group = own_group
         self.ledger = ledger if ledger is not None else LossLedger(reader="raw")
-        self.symbolizer = symbolizer or KernelSymbolizer()
+        self.symbolizer = symbolizer or shared_symbolizer()
         self.max_pages = max_pages
         self.unparsed: List[UnparsedLine] = []
         self.header: PageHeaderFormat = DEFAULT_PAGE_HEADER
