@@ -22,7 +22,7 @@ import os
 from typing import Callable, List, Optional, Sequence
 
 from ...bpf.maps import AttachType
-from ...errors import BPFError, FeatureMissing, KprobesError, PermissionProblem
+from ...errors import BPFError, FeatureMissing, KprobesError, PermissionProblem, VerifierError
 from .perf import PerfEvent, open_kprobe, open_tracepoint, open_uprobe
 from .prog import Program
 from .sys import Cmd, addr, bpf_errno, close_fd, pack, translate
@@ -245,6 +245,30 @@ def _multi_detail(err: int) -> str:
     return ""
 
 
+#: Why kprobe_multi is unavailable in this kernel, once a link was refused for good.
+_multi_missing: Optional[str] = None
+
+
+def _remember_no_multi(reason: str) -> str:
+    global _multi_missing
+    _multi_missing = reason
+    return reason
+
+
+def _raise_nofile(want: int) -> None:
+    """Raise the soft RLIMIT_NOFILE towards ``want`` fds (one perf event + one link per
+    function: 1000 functions need more than the usual soft limit of 1024)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 class KprobeAttachment:
     """Programs and links that put one program on many kernel functions.
 
@@ -305,17 +329,24 @@ def attach_kprobes(
     funcs = list(dict.fromkeys(funcs))
     att = KprobeAttachment(funcs, retprobe)
     try:
-        if method in ("auto", "multi"):
-            from .features import probe_features
-
-            feats = probe_features()
-            if not feats.kprobe_multi:
-                att.reason = feats.kprobe_multi_reason or "kprobe_multi links are unavailable"
-                if method == "multi":
-                    raise FeatureMissing(f"kprobe_multi: {att.reason}",
-                                         hint="use one perf event per function (method='perf')")
-            else:
+        if method in ("auto", "multi") and _multi_missing is not None:
+            att.reason = _multi_missing
+            if method == "multi":
+                raise FeatureMissing(f"kprobe_multi: {att.reason}",
+                                     hint="use one perf event per function (method='perf')")
+        elif method in ("auto", "multi"):
+            # Try it (cheaper than a full feature probe); remember a kernel-wide "no".
+            try:
                 prog = load(AttachType.TRACE_KPROBE_MULTI)
+            except VerifierError:
+                raise
+            except BPFError as e:
+                if method == "multi" or isinstance(e, PermissionProblem) or e.errno != _errno.EINVAL:
+                    raise
+                prog = None
+                att.reason = _remember_no_multi(
+                    "the kernel knows no BPF_TRACE_KPROBE_MULTI programs (needs Linux 5.18+)")
+            if prog is not None:
                 att.programs.append(prog)
                 try:
                     att.links.append(attach_kprobe_multi(
@@ -327,8 +358,11 @@ def attach_kprobes(
                     if method == "multi" or isinstance(e, PermissionProblem):
                         raise
                     att.reason = f"the kernel refused the kprobe_multi link: {e.message}"
+                    if e.errno in (_errno.EOPNOTSUPP, _errno.EINVAL):
+                        _remember_no_multi(att.reason)
                     prog.close()
                     att.programs.clear()
+        _raise_nofile(2 * len(funcs) + 64)
         prog = load(None)
         att.programs.append(prog)
         for i, f in enumerate(funcs):

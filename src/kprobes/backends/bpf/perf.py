@@ -22,7 +22,7 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
-from typing import Iterable, Iterator, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ...errors import BPFError, FeatureMissing
 from .sys import close_fd, cstr, ioctl, online_cpus, perf_event_open
@@ -175,32 +175,48 @@ class PerfEventSet:
         self.close()
 
 
+_pmu_cache: Dict[Tuple[str, str, str], int] = {}
+
+
 def pmu_type(name: str, root: str = PMU_ROOT) -> int:
-    """The dynamic PMU number of ``name`` (``kprobe``, ``uprobe``)."""
+    """The dynamic PMU number of ``name`` (``kprobe``, ``uprobe``); read once per process."""
+    got = _pmu_cache.get((root, name, "type"))
+    if got is not None:
+        return got
     path = os.path.join(root, name, "type")
     try:
         with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
+            val = int(f.read().strip())
+    except FileNotFoundError:
         need = "CONFIG_KPROBE_EVENTS" if name == "kprobe" else "CONFIG_UPROBE_EVENTS"
         raise FeatureMissing(
             f"this kernel has no {name} perf PMU ({path} is missing)",
             hint=f"BPF {name}s need a kernel with {need} (v4.17+ for the PMU)",
         ) from None
+    except (OSError, ValueError) as e:
+        raise BPFError(f"cannot read {path}: {e}") from None
+    _pmu_cache[(root, name, "type")] = val
+    return val
 
 
 def pmu_config_bit(name: str, field: str, root: str = PMU_ROOT) -> int:
-    """The bit that ``format/FIELD`` names (``config:0`` -> 0)."""
+    """The bit that ``format/FIELD`` names (``config:0`` -> 0); read once per process."""
+    got = _pmu_cache.get((root, name, field))
+    if got is not None:
+        return got
     path = os.path.join(root, name, "format", field)
     try:
         with open(path) as f:
             spec = f.read().strip()
-    except OSError:
+    except FileNotFoundError:
         raise FeatureMissing(f"{path} is missing", hint=f"this kernel's {name} PMU has no {field}") from None
+    except OSError as e:
+        raise BPFError(f"cannot read {path}: {e}") from None
     where, _, bits = spec.partition(":")
     if where != "config" or not bits:
         raise FeatureMissing(f"unexpected format {spec!r} in {path}")
-    return int(bits.split("-", 1)[0])
+    _pmu_cache[(root, name, field)] = int(bits.split("-", 1)[0])
+    return _pmu_cache[(root, name, field)]
 
 
 def open_kprobe(
