@@ -157,3 +157,18 @@ def test_sigkill_leaves_no_program_behind() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_wrong_program_type_is_refused_with_a_reason() -> None:
+    from kprobes.backends.bpf import attach as attach_mod
+
+    a = Assembler()
+    a.mov64(R0, 0).exit()
+    with BpfSession() as s:
+        tp = s.load(ProgType.TRACEPOINT, a.assemble(), name="kpt_wrongtype")
+        with pytest.raises(BPFError) as ei:
+            s.attach(tp, "uprobe:libc:atoi")
+        assert "cannot attach" in (ei.value.hint or "") + ei.value.message
+        assert attach_mod._perf_link_ok is not False  # one bad program proves nothing about links
+        kp = s.load(ProgType.KPROBE, a.assemble())
+        assert s.attach(kp, "uprobe:libc:atoi").kind == "perf_link"

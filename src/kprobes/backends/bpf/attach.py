@@ -109,7 +109,11 @@ def attach_perf_event(prog: Program, event: PerfEvent, *, cookie: int = 0,
             if err != _errno.EINVAL or _perf_link_ok or use_link:
                 raise translate(err, f"BPF_LINK_CREATE({event.description})",
                                 detail=_attach_detail(prog, event, err))
-            _perf_link_ok = False
+            # EINVAL: no perf links, or a program that fits no perf event; the ioctl
+            # below tells which (only its success proves the kernel lacks the links).
+            learnt = True
+        else:
+            learnt = False
         if cookie:
             raise FeatureMissing(
                 f"cannot give {event.description} a BPF cookie: this kernel has no perf links",
@@ -119,6 +123,8 @@ def attach_perf_event(prog: Program, event: PerfEvent, *, cookie: int = 0,
         except BPFError as e:
             raise BPFError(e.message, errno=e.errno,
                            hint=_attach_detail(prog, event, e.errno or 0) or e.hint) from None
+        if learnt:
+            _perf_link_ok = False
         event.enable()
         return Link(-1, "perf_ioctl", event.description, event)
     except BaseException:
