@@ -9,6 +9,7 @@
 * :mod:`.unit`    maps, output records and targets shared by a program's probes;
 * :mod:`.layout`  key/value/record byte layouts, decoded into :mod:`kprobes.agg` values;
 * :mod:`.codegen` one probe -> one eBPF program (:class:`~kprobes.bpf.asm.Assembler`);
+* :mod:`.memory`  its struct members, pointers and strings;
 * :mod:`.plan`    targets, programs, the ``--dry-run`` text;
 * :mod:`.kmaps`   kernel maps seen as :class:`~kprobes.agg.BpfMap` (printing, clear, zero);
 * :mod:`.lifecycle` create, load, attach, read the ring, BEGIN/interval/END, print at exit.
