@@ -354,10 +354,16 @@ class TrackedReader:
 
     The task events live in their own small instance so that they never
     take room from (or count as losses of) the session's events.  Each
-    :meth:`read` reads the session's buffers first, then the task events
-    (a rename that happened before a session event was committed before
-    it), merges the two by time and lets a :class:`CommTracker` fix comms.
+    :meth:`read` reads the session's buffers first, then the task events (a
+    rename that happened before a session event was committed before it),
+    and lets a :class:`CommTracker` fix comms over the two merged by time.
+    Task events newer than the newest session event of the batch wait for
+    a later batch: the session events they precede have not been read yet
+    (applied now, a rename would give its new name to the events before it).
     """
+
+    #: Task events held back at most (beyond, the oldest are applied at once).
+    max_queue = 65536
 
     def __init__(self, main: EventReader, tasks: EventReader, tracker: CommTracker) -> None:
         self.main = main
@@ -365,6 +371,7 @@ class TrackedReader:
         self.tracker = tracker
         self.kind = main.kind
         self.unparsed: List[UnparsedLine] = main.unparsed  # the same list
+        self._queue: List[TraceEvent] = []
 
     def update(self, probes: Sequence[ReaderProbe]) -> None:
         self.main.update(probes)
@@ -375,9 +382,21 @@ class TrackedReader:
 
     def _merge(self, events: List[TraceEvent], tasks: List[TraceEvent]) -> List[TraceEvent]:
         self.tasks.unparsed.clear()
-        if not tasks:
+        queue = self._queue
+        if tasks:
+            queue = list(merge_by_time([queue, tasks])) if queue else tasks
+        if len(queue) > self.max_queue:
+            self.tracker.apply(queue[: len(queue) - self.max_queue])
+            queue = queue[len(queue) - self.max_queue:]
+        if not events:
+            self._queue = queue
+            return events
+        cutoff = max(events[0].timestamp_ns, events[-1].timestamp_ns)
+        n = bisect.bisect_right([t.timestamp_ns for t in queue], cutoff) if queue else 0
+        ready, self._queue = queue[:n], queue[n:]
+        if not ready:
             return self.tracker.apply(events) if self.tracker.table else events
-        return self.tracker.apply(merge_by_time([tasks, events]))
+        return self.tracker.apply(merge_by_time([ready, events]))
 
     def read(self) -> List[TraceEvent]:
         events = self.main.read()

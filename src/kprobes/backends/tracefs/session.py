@@ -99,12 +99,14 @@ class SessionInterrupted(KeyboardInterrupt):
 class CleanupInterrupted(KprobesError):
     """A second interruption stopped the cleanup: some probes are still defined."""
 
-    def __init__(self, left: int, group: str) -> None:
+    def __init__(self, left: int, group: str, instances: Sequence[str] = ()) -> None:
+        extra = f" (and instance {', '.join(instances)})" if instances else ""
         super().__init__(
-            f"cleanup interrupted: {left} probes of group {group} left",
+            f"cleanup interrupted: {left} probes of group {group} left{extra}",
             hint="run: kprobes gc",
         )
         self.left = left
+        self.instances = list(instances)
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,8 @@ class Session:
         #: Upper bound of the final drain (normal end / after a signal), seconds.
         self.drain_seconds = 5.0
         self.signal_drain_seconds = 0.5
+        #: Up to this many dynamic events are removed with one ``-:GROUP/`` write.
+        self.batch_remove_max = 64
         owner = current_owner()
         self.name = owner.name
         self.group = owner.name
@@ -320,17 +324,17 @@ class Session:
         * while :meth:`events` runs, the first signal stops it: recording stops,
           the buffers are drained (bounded by :attr:`signal_drain_seconds`) and
           :meth:`events` then raises the interruption;
-        * during :meth:`close` the first signal is remembered (cleanup goes on,
-          ``with`` re-raises it afterwards); another SIGINT interrupts cleanup;
+        * during :meth:`close` SIGTERM/SIGHUP are remembered (cleanup goes on,
+          ``with`` re-raises it afterwards); SIGINT interrupts the cleanup;
         * inside a :meth:`critical` section (arming, reading) it is raised when
           the section ends;
         * otherwise (the caller's own code, a second signal) it raises at once.
         """
         if self._closing:
-            if self._pending_signal is None or signum != signal.SIGINT:
+            if signum != signal.SIGINT:
                 self._pending_signal = self._pending_signal or signum
                 return
-            raise KeyboardInterrupt()
+            raise KeyboardInterrupt()  # Ctrl-C during cleanup: stop it, say what is left
         if (self._iterating or self._busy) and self._signalled is None:
             self._signalled = signum
             self._stop = True
@@ -350,12 +354,17 @@ class Session:
     def close(self) -> None:
         """Disable and remove everything this session made; safe to call twice.
 
-        Batched: one write disables every event of the instance, ``rmdir``
-        removes the instance (and with it filters and triggers), one
-        ``-:GROUP/`` write removes every dynamic event of the group (each is
-        then removed by name only when the kernel left some).  Signals that
-        arrive meanwhile are deferred; a second Ctrl-C interrupts the cleanup
-        with :class:`CleanupInterrupted` (``kprobes gc`` removes the rest).
+        Each event is disabled with one write (the kernel's cost: a uprobe's
+        disable waits for an RCU grace period, tens of ms; doing it in one
+        group-wide write would cost as much and could not be interrupted),
+        then one write disables whatever else the instance has, ``rmdir``
+        removes the instance (filters and triggers with it), and one
+        ``-:GROUP/`` write removes every dynamic event of the group (more than
+        :attr:`batch_remove_max` are removed one write each, interruptible;
+        anything the kernel kept is then removed by name).  SIGTERM/SIGHUP
+        that arrive meanwhile are deferred; Ctrl-C interrupts the cleanup with
+        :class:`CleanupInterrupted`, which says how many probes are left for
+        ``kprobes gc``.
         """
         if not self._open:
             return
@@ -368,6 +377,13 @@ class Session:
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
+            for p in list(self.probes.values()):
+                if p.kind == "tracepoint":
+                    continue  # cheap: the instance-wide write below
+                try:
+                    fs.write(f"{self.instance}/{p.rel}/enable", "0")
+                except (OSError, KprobesError):
+                    pass
             try:
                 if fs.exists(f"{self.instance}/events/enable"):
                     fs.write(f"{self.instance}/events/enable", "0")
@@ -394,8 +410,9 @@ class Session:
                     errors.append(f"group {self.group}: {', '.join(left[:5])} still defined")
         except KeyboardInterrupt:
             left_n = self._count_left(fs)
+            insts = [n for n in (self.name, self._comm_instance) if n and fs.exists(f"instances/{n}")]
             self._finish_close()
-            raise CleanupInterrupted(left_n, self.group) from None
+            raise CleanupInterrupted(left_n, self.group, insts) from None
         self._finish_close()
         if errors:
             raise KprobesError("cleanup was incomplete: " + "; ".join(errors), hint="run: kprobes gc")
@@ -403,6 +420,17 @@ class Session:
     def _remove_group(self, fs: TraceFS) -> List[str]:
         """Remove every dynamic event of our group; returns the names the kernel kept."""
         left: List[str] = []
+        dyn = [p for p in self.probes.values() if p.kind != "tracepoint"]
+        if len(dyn) > self.batch_remove_max:
+            # kprobes: each removal waits for a grace period; one write per event keeps
+            # a long cleanup interruptible (the group write below takes the rest)
+            target = "dynamic_events" if fs.exists("dynamic_events") else None
+            for p in dyn:
+                rel = target or ("kprobe_events" if p.kind == "kprobe" else "uprobe_events")
+                try:
+                    fs.write(rel, f"-:{p.group}/{p.event}\n", append=True)
+                except (OSError, KprobesError):
+                    pass
         # The kernel can refuse a removal with EBUSY for a moment after the instance
         # went away (its event files are released asynchronously): retry briefly.
         for delay in (0.0, 0.02, 0.05, 0.1, 0.2):
