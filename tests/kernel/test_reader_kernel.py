@@ -52,7 +52,8 @@ def test_kprobe_and_kretprobe_raw_equals_text_same_run() -> None:
     with open(path, "wb") as f:
         f.write(b"y" * 1234)
     try:
-        with kprobes.Session(exclude_self=False) as s:
+        # event_comm off: the instance's text has saved_cmdlines' comms and no __comm field
+        with kprobes.Session(exclude_self=False, event_comm=False) as s:
             s.add(OPEN_DEF, filter=f'filename == "{path}"')
             s.add(READ_DEF, filter="ret == 1234")
             for _ in range(2):
