@@ -54,6 +54,10 @@ class Machine:
         self.pid, self.tid, self.uid, self.gid, self.comm, self.ns = pid, tid, uid, gid, comm, ns
         self.cookie = cookie
         self._next = VALUES
+        #: what bpf_get_stackid walks: kernel and user instruction pointers
+        self.kstack: List[int] = []
+        self.ustack: List[int] = []
+        self.task, self.cgroup, self.rand = 0xFFFF888000123400, 4242, 0xDEADBEEF
 
     # -- memory ---------------------------------------------------------------------
     def region(self, addr: int, size: int) -> Tuple[bytearray, int]:
@@ -133,6 +137,27 @@ class Machine:
             return 0
         if hid == H.get_attach_cookie:
             return self.cookie
+        if hid == H.get_stackid:  # r1 ctx, r2 map, r3 flags (BPF_F_USER_STACK: 1 << 8)
+            m = self.map_of(r[2])
+            assert m.type == MapType.STACK_TRACE and r[3] & ~(1 << 8) == 0
+            ips = self.ustack if r[3] & (1 << 8) else self.kstack
+            if not ips:
+                return (-14) & M64  # -EFAULT: no stack
+            depth = m.value_size // 8
+            value = b"".join(ip.to_bytes(8, "little") for ip in ips[:depth])
+            value += bytes(m.value_size - len(value))
+            for key, old in m.data.items():
+                if bytes(old) == value:
+                    return int.from_bytes(key, "little")
+            sid = len(m.data) + 1
+            m.data[sid.to_bytes(4, "little")] = bytearray(value)
+            return sid
+        if hid == H.get_current_task:
+            return self.task
+        if hid == H.get_current_cgroup_id:
+            return self.cgroup
+        if hid == H.get_prandom_u32:
+            return self.rand
         if hid in (H.probe_read_kernel, H.probe_read_user, H.probe_read,
                    H.probe_read_kernel_str, H.probe_read_user_str, H.probe_read_str):
             string = hid in (H.probe_read_kernel_str, H.probe_read_user_str, H.probe_read_str)

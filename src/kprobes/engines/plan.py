@@ -24,7 +24,7 @@ from ..errors import KprobesError
 from ..lang import ast
 from ..lang.checked import CheckedProgram
 from ..probes.arch import Arch
-from .fetch import FAMILY, Fetch, FetchFinder
+from .fetch import FAMILY, Fetch, FetchFinder, plan_error
 from .pushdown import split_predicate
 from .targets import (
     DEFAULT_BUDGET,
@@ -37,6 +37,7 @@ from .targets import (
 )
 
 if TYPE_CHECKING:
+    from ..lang.source import Span
     from .provider import KernelTypeProvider
 
 __all__ = ["KernelEvent", "Variant", "ProgramPlan", "plan_program", "interval_ns"]
@@ -165,6 +166,7 @@ def plan_program(
     ``eprobes`` says whether the kernel has event probes; ``wildcard_filter``
     (ours, for CI) intersects every kprobe wildcard with a second glob.
     """
+    refuse_bpf_only(checked)
     src = symbols or SymbolSource()
     gov = governor or Governor(DEFAULT_BUDGET)
     variants: List[Variant] = []
@@ -194,6 +196,40 @@ def plan_program(
     gov.check(total, f"{biggest[0]} expands to {biggest[1]}" if biggest[1] > 1 else "")
     _share_tracepoints(checked, variants)
     return ProgramPlan(checked, variants, src, unsafe=gov.unsafe)
+
+
+def refuse_bpf_only(checked: CheckedProgram) -> None:
+    """Stacks, ``profile``, ``curtask``/``rand``/``cgroup``, ``usym()`` run code in the
+    kernel: the tracefs engine refuses them, pointing at the first use."""
+    from ..lang.builtins import BPF_ONLY_BUILTINS, BPF_ONLY_FUNCTIONS, BPF_ONLY_PROVIDERS
+
+    found: List[Tuple[str, Optional[Span]]] = []
+
+    def visit(node: object) -> None:
+        if found:
+            return
+        if isinstance(node, ast.Builtin) and node.name in BPF_ONLY_BUILTINS:
+            found.append((f"the {node.name} builtin needs", node.span))
+        elif isinstance(node, ast.Call) and node.name in BPF_ONLY_FUNCTIONS:
+            found.append((f"{node.name}() needs", node.span))
+        if isinstance(node, tuple):
+            for x in node:
+                visit(x)
+            return
+        for name in getattr(node, "__dataclass_fields__", ()):
+            if name != "span":
+                visit(getattr(node, name))
+
+    for probe in checked.program.probes:
+        for ap in probe.attach_points:
+            if ap.provider in BPF_ONLY_PROVIDERS and not found:
+                found.append((f"'{ap.provider}' probes need", ap.span))
+        visit(probe.predicate)
+        visit(probe.body)
+    if found:
+        what, span = found[0]
+        raise plan_error(checked.program, f"{what} --engine bpf (the tracefs engine has no "
+                         "in-kernel code to walk stacks, sample CPUs or read the task)", span)
 
 
 def _check_placement(checked: CheckedProgram, ap: ast.AttachPoint) -> None:

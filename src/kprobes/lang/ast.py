@@ -301,7 +301,7 @@ class AttachPoint:
     * uprobe/uretprobe: ``target`` (path or library name), ``func`` (symbol
       or ""), ``address`` (``uprobe:PATH:0x1234``), ``offset``.
     * tracepoint: ``target`` (category / subsystem) and ``func`` (event).
-    * interval: ``unit`` (``s``, ``ms``, ``us``, ``hz``) and ``period``.
+    * interval, profile: ``unit`` (``s``, ``ms``, ``us``, ``hz``) and ``period``.
     """
 
     provider: str
@@ -333,8 +333,8 @@ class AttachPoint:
             where = self.func if self.address is None else hex(self.address)
             off = f"+{self.offset}" if self.offset else ""
             return f"{self.provider}:{self.target}:{where}{off}"
-        if self.provider == "interval":
-            return f"interval:{self.unit}:{self.period}"
+        if self.provider in ("interval", "profile"):
+            return f"{self.provider}:{self.unit}:{self.period}"
         return f"{self.provider}:{self.target}:{self.func}"
 
 

@@ -24,12 +24,13 @@ PROVIDERS = {
     "uretprobe": "uretprobe", "ur": "uretprobe",
     "tracepoint": "tracepoint", "t": "tracepoint",
     "interval": "interval", "i": "interval",
+    "profile": "profile", "p": "profile",
     "BEGIN": "BEGIN", "begin": "BEGIN",
     "END": "END", "end": "END",
 }  # fmt: skip
 #: bpftrace providers this front end knows but does not support (yet).
 UNSUPPORTED_PROVIDERS = {
-    "usdt": "usdt", "U": "usdt", "profile": "profile", "p": "profile",
+    "usdt": "usdt", "U": "usdt",
     "software": "software", "s": "software", "hardware": "hardware", "h": "hardware",
     "watchpoint": "watchpoint", "w": "watchpoint", "asyncwatchpoint": "asyncwatchpoint",
     "aw": "asyncwatchpoint", "fentry": "fentry", "f": "fentry", "kfunc": "fentry",
@@ -122,7 +123,7 @@ def parse_attach_point(raw: str, span: Span) -> AttachPoint:
         _check_name(rest[0], "tracepoint category")
         _check_name(rest[1], "tracepoint name")
         return AttachPoint(provider, raw, span, target=rest[0], func=rest[1])
-    return _interval(raw, span, rest)
+    return _interval(raw, span, rest, provider)
 
 
 def _kprobe(provider: str, raw: str, span: Span, rest: list[str]) -> AttachPoint:
@@ -167,17 +168,18 @@ def _uprobe(provider: str, raw: str, span: Span, rest: list[str]) -> AttachPoint
     return ap
 
 
-def _interval(raw: str, span: Span, rest: list[str]) -> AttachPoint:
+def _interval(raw: str, span: Span, rest: list[str], provider: str = "interval") -> AttachPoint:
+    """``interval:UNIT:N`` and ``profile:UNIT:N`` (the same syntax)."""
     if len(rest) != 2 or not rest[0]:
-        raise AttachError("interval probe must have unit of time")
+        raise AttachError(f"{provider} probe must have unit of time")
     unit, count = rest
     if unit not in INTERVAL_UNITS:
         raise AttachError(f"{unit} is not an accepted unit of time")
     body = count.replace("_", "")
     if not (body.isdigit() and body.isascii()) or count.endswith("_"):
-        raise AttachError("interval frequency should be a positive integer")
+        raise AttachError(f"{provider} frequency should be a positive integer")
     if len(body) > 19 or int(body) >= 1 << 63:
-        raise AttachError(f"interval frequency {count} is out of range")
+        raise AttachError(f"{provider} frequency {count} is out of range")
     if int(body) <= 0:
-        raise AttachError("interval frequency should be a positive integer")
-    return AttachPoint("interval", raw, span, unit=unit, period=int(body))
+        raise AttachError(f"{provider} frequency should be a positive integer")
+    return AttachPoint(provider, raw, span, unit=unit, period=int(body))

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "INT_TYPES", "C_TYPE_ALIASES", "BUILTINS", "UNSUPPORTED_BUILTINS", "ARG_PROVIDERS",
     "FUNCTIONS", "AGGREGATIONS", "UNSUPPORTED_FUNCTIONS", "is_builtin_name", "ALL_PROVIDERS",
+    "BPF_ONLY_BUILTINS", "BPF_ONLY_FUNCTIONS", "BPF_ONLY_PROVIDERS", "STACK_MODES", "MAX_STACK",
 ]  # fmt: skip
 
 #: Cast type name -> (bits, signed).
@@ -23,9 +24,12 @@ C_TYPE_ALIASES: dict[str, str | None] = {
 }  # fmt: skip
 
 ALL_PROVIDERS: frozenset[str] = frozenset(
-    ["kprobe", "kretprobe", "uprobe", "uretprobe", "tracepoint", "interval", "BEGIN", "END"]
+    ["kprobe", "kretprobe", "uprobe", "uretprobe", "tracepoint", "interval", "profile", "BEGIN",
+     "END"]
 )
 _ALL = ALL_PROVIDERS
+#: Probes that run in the kernel with registers (a stack to walk).
+_IN_KERNEL = frozenset(["kprobe", "kretprobe", "uprobe", "uretprobe", "tracepoint", "profile"])
 #: Builtin variable -> providers where it is available.
 BUILTINS: dict[str, frozenset[str]] = {
     "pid": _ALL, "tid": _ALL, "uid": _ALL, "gid": _ALL, "comm": _ALL, "nsecs": _ALL,
@@ -33,13 +37,13 @@ BUILTINS: dict[str, frozenset[str]] = {
     "func": frozenset(["kprobe", "kretprobe", "uprobe", "uretprobe"]),
     "retval": frozenset(["kretprobe", "uretprobe"]),
     "args": frozenset(["tracepoint"]),
+    "kstack": _IN_KERNEL, "ustack": _IN_KERNEL, "curtask": _ALL, "rand": _ALL, "cgroup": _ALL,
 }  # fmt: skip
 #: Providers where ``arg0``..``argN`` are available.
 ARG_PROVIDERS: frozenset[str] = frozenset(["kprobe", "uprobe"])
 #: bpftrace builtins this front end parses but refuses.
 UNSUPPORTED_BUILTINS: frozenset[str] = frozenset(
-    ["cgroup", "kstack", "ustack", "curtask", "rand", "username", "ctx", "cpid", "numaid",
-     "jiffies", "$#"]
+    ["username", "ctx", "cpid", "numaid", "jiffies", "$#"]
 )  # fmt: skip
 
 #: Aggregation functions: only valid as ``@map[...] = agg(...)``.
@@ -52,15 +56,25 @@ FUNCTIONS: dict[str, tuple[int, int]] = {
     "exit": (0, 1), "clear": (1, 1), "delete": (1, 2), "zero": (1, 1),
     "count": (0, 0), "sum": (1, 1), "avg": (1, 1), "min": (1, 1), "max": (1, 1),
     "stats": (1, 1), "hist": (1, 2), "lhist": (4, 4),
+    "kstack": (0, 2), "ustack": (0, 2), "usym": (1, 1),
 }  # fmt: skip
 #: bpftrace functions this front end knows but refuses.
 UNSUPPORTED_FUNCTIONS: frozenset[str] = frozenset(
-    ["buf", "cat", "cgroupid", "cgroup_path", "join", "kaddr", "kptr", "uptr", "usym",
+    ["buf", "cat", "cgroupid", "cgroup_path", "join", "kaddr", "kptr", "uptr",
      "ntop", "pton", "override", "reg", "signal", "sizeof", "offsetof", "strftime", "strncmp",
      "strcontains", "system", "uaddr", "path", "macaddr", "unwatch", "bswap", "skboutput",
-     "debugf", "has_key", "len", "strerror", "percpu_kaddr", "kstack", "ustack", "nsecs",
+     "debugf", "has_key", "len", "strerror", "percpu_kaddr", "nsecs",
      "errorf", "warnf"]
 )  # fmt: skip
+
+#: What only an engine running code in the kernel (``--engine bpf``) can do:
+#: the tracefs engine refuses these with that reason.
+BPF_ONLY_BUILTINS: frozenset[str] = frozenset(["kstack", "ustack", "curtask", "rand", "cgroup"])
+BPF_ONLY_FUNCTIONS: frozenset[str] = frozenset(["kstack", "ustack", "usym"])
+BPF_ONLY_PROVIDERS: frozenset[str] = frozenset(["profile"])
+#: ``kstack(MODE)`` modes and the largest frame limit (``kstack(N)``).
+STACK_MODES: tuple[str, ...] = ("bpftrace", "perf", "raw")
+MAX_STACK = 1024
 
 
 def is_builtin_name(name: str) -> bool:

@@ -10,7 +10,14 @@ import difflib
 from collections.abc import Sequence
 
 from . import ast
-from .builtins import AGGREGATIONS, FUNCTIONS, UNSUPPORTED_FUNCTIONS
+from .builtins import (
+    AGGREGATIONS,
+    BUILTINS,
+    FUNCTIONS,
+    MAX_STACK,
+    STACK_MODES,
+    UNSUPPORTED_FUNCTIONS,
+)
 from .printf import check_format_args
 from .source import Span
 from .state import MapState, Usage
@@ -22,6 +29,7 @@ from .typesys import (
     NoneType,
     PointerType,
     RecordType,
+    StackType,
     StringType,
     SymType,
     Type,
@@ -70,6 +78,10 @@ class CallChecks:
         raise NotImplementedError
 
     def lookup_map(self, m: ast.Map) -> MapState | None:
+        raise NotImplementedError
+
+    @property
+    def providers(self) -> tuple[str, ...]:
         raise NotImplementedError
 
     # -- entry points ------------------------------------------------------
@@ -260,6 +272,45 @@ class CallChecks:
             self.error("ksym() expects an integer or pointer argument", call.span)
             return NONE
         return SymType(kernel=True)
+
+    def call_usym(self, call: ast.Call) -> Type:
+        t = self.expr(call.args[0])
+        if not isinstance(t, (NoneType, IntType, PointerType)):
+            self.error("usym() expects an integer or pointer argument", call.span)
+            return NONE
+        return SymType(kernel=False)
+
+    def call_kstack(self, call: ast.Call) -> Type:
+        return self.stack_call(call, user=False)
+
+    def call_ustack(self, call: ast.Call) -> Type:
+        return self.stack_call(call, user=True)
+
+    def stack_call(self, call: ast.Call, user: bool) -> Type:
+        """``kstack(MODE)``, ``kstack(N)``, ``kstack(MODE, N)`` (and ``ustack``)."""
+        name = call.name
+        bad = [p for p in self.providers if p not in BUILTINS[name]]
+        if bad:
+            self.error(f"{name}() can not be used with '{bad[0]}' probes", call.span)
+            return NONE
+        mode, limit = "bpftrace", 127
+        args = list(call.args)
+        if args and isinstance(args[0], ast.Ident):
+            mode = args.pop(0).name  # type: ignore[union-attr]
+            if mode not in STACK_MODES:
+                self.error(f"{name}: unknown stack mode '{mode}' (expected "
+                           + ", ".join(STACK_MODES) + ")", call.span)
+                return NONE
+        if args:
+            value = args[0]
+            if not isinstance(value, ast.IntLit) or len(args) > 1:
+                self.error(f"{name}: expected a stack mode and/or a literal frame limit", call.span)
+                return NONE
+            limit = value.value
+            if not 0 < limit <= MAX_STACK:
+                self.error(f"{name}: limit must be 1..{MAX_STACK}, not {limit}", value.span)
+                return NONE
+        return StackType(user=user, mode=mode, limit=limit)
 
     def call_print(self, call: ast.Call) -> Type:
         arg = call.args[0]

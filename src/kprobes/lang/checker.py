@@ -38,6 +38,7 @@ from .typesys import (
     NoneType,
     PointerType,
     RecordType,
+    StackType,
     StringType,
     SymType,
     Type,
@@ -400,7 +401,14 @@ class _Checker(CallChecks):
             else:
                 self.error("The args builtin must be used with a field: args.FIELD", e.span)
             return NONE
-        if name in ("pid", "tid"):
+        if name in ("kstack", "ustack"):
+            if bad:
+                self.error(f"The {name} builtin can not be used with '{bad[0]}' probes", e.span)
+                return NONE
+            return StackType(user=name == "ustack")
+        if name == "curtask":
+            return PointerType(RecordType("struct task_struct"))
+        if name in ("pid", "tid", "rand"):
             return UINT32
         if name == "comm":
             return StringType(_COMM_SIZE)

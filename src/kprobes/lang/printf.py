@@ -17,6 +17,7 @@ from .typesys import (
     IntType,
     NoneType,
     PointerType,
+    StackType,
     StringType,
     SymType,
     Type,
@@ -77,7 +78,7 @@ def parse_format(fmt: str) -> list[FormatSpec]:
 
 
 def _arg_kind(t: Type) -> str:
-    if isinstance(t, (StringType, SymType)):
+    if isinstance(t, (StringType, SymType, StackType)):
         return "string"
     if isinstance(t, ArrayType) and isinstance(t.elem, IntType) and t.elem.bits == 8:
         return "string"

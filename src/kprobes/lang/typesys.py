@@ -13,7 +13,7 @@ from typing import Union
 
 __all__ = [
     "IntType", "StringType", "PointerType", "RecordType", "ArrayType", "VoidType",
-    "AggType", "SymType", "NoneType", "Type", "INT64", "UINT64", "UINT32", "UINT8",
+    "AggType", "SymType", "StackType", "NoneType", "Type", "INT64", "UINT64", "UINT32", "UINT8",
     "VOID", "NONE", "kind_name", "is_int_like", "same_kind", "READABLE_AGGS",
 ]  # fmt: skip
 
@@ -101,6 +101,19 @@ class SymType:
 
 
 @dataclass(frozen=True)
+class StackType:
+    """``kstack``/``ustack`` (``user``): printed in ``mode`` (``bpftrace``, ``perf``,
+    ``raw``) with at most ``limit`` frames; a string in printf and map keys."""
+
+    user: bool = False
+    mode: str = "bpftrace"
+    limit: int = 127
+
+    def __str__(self) -> str:
+        return "ustack" if self.user else "kstack"
+
+
+@dataclass(frozen=True)
 class NoneType:
     """The type of an expression that already produced an error (suppresses cascades)."""
 
@@ -109,7 +122,8 @@ class NoneType:
 
 
 Type = Union[
-    IntType, StringType, RecordType, PointerType, ArrayType, VoidType, AggType, SymType, NoneType
+    IntType, StringType, RecordType, PointerType, ArrayType, VoidType, AggType, SymType, StackType,
+    NoneType,
 ]
 
 INT64 = IntType(64, True)

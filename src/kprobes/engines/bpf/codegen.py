@@ -34,6 +34,7 @@ from ...lang.diagnostics import LangError
 from ...lang.typesys import (
     AggType,
     IntType,
+    StackType,
     StringType,
     Type,
 )
@@ -61,6 +62,8 @@ _CMP = {"==": ("jeq", "jeq"), "!=": ("jne", "jne"), "<": ("jlt", "jslt"), "<=": 
 _ALU = {"+": "add64", "-": "sub64", "*": "mul64", "/": "div64", "%": "mod64", "&": "and64",
         "|": "or64", "^": "xor64", "<<": "lsh64", ">>": "rsh64"}
 _USER_FAMILIES = ("uprobe", "uretprobe")
+#: ``bpf_get_stackid`` flag: walk the user stack (uapi bpf.h ``BPF_F_USER_STACK``).
+BPF_F_USER_STACK = 1 << 8
 
 
 def _s32(v: int) -> Optional[int]:
@@ -301,6 +304,12 @@ class ProbeCodegen(MemoryOps):
             self.target_index()
         elif part.kind == "ksym" and isinstance(e, ast.Call) and e.name == "ksym":
             self.int_expr(e.args[0])
+        elif part.kind == "usym":
+            self.int_expr(e.args[0] if isinstance(e, ast.Call) and e.name == "usym" else e)
+            self.a.stx("dw", R10, off, R0)
+            self.a.call(Helper.get_current_pid_tgid).rsh64(R0, 32)
+            self.a.stx("dw", R10, off + 8, R0)
+            return
         else:
             self.int_expr(e)
         self.a.stx("dw", R10, off, R0)
@@ -562,8 +571,30 @@ class ProbeCodegen(MemoryOps):
             a.call(Helper.get_smp_processor_id)
         elif n in ("probe", "func"):
             self.target_index()
+        elif n in ("kstack", "ustack"):
+            t = self.type_of(e)
+            self.stack_id(t if isinstance(t, StackType) else StackType(user=n == "ustack"))
+        elif n == "curtask":
+            a.call(Helper.get_current_task)
+        elif n == "rand":
+            a.call(Helper.get_prandom_u32)
+            a.mov32(R0, R0)
+        elif n == "cgroup":
+            a.call(Helper.get_current_cgroup_id)
         else:
             raise self.error(f"the {n} builtin is not supported by the BPF engine", e)
+
+    def stack_id(self, t: StackType) -> None:
+        """``r0`` = the stack key: ``bpf_get_stackid`` (user stacks: id | tgid << 32)."""
+        a = self.a
+        a.mov64(R1, R6).ld_map_fd(R2, self.unit.stack_map(t.limit))
+        a.mov64(R3, BPF_F_USER_STACK if t.user else 0)
+        a.call(Helper.get_stackid)
+        if t.user:
+            a.mov64(R7, R0)
+            a.call(Helper.get_current_pid_tgid)
+            a.rsh64(R0, 32).lsh64(R0, 32)
+            a.mov32(R7, R7).or64(R0, R7)
 
     def binop_into(self, op: str, left: object, right: ast.Expr, lt: Type, rt: Type) -> None:
         """``r0 = <left> OP right``; ``left`` emits code leaving the left value in r0."""
@@ -668,8 +699,12 @@ class ProbeCodegen(MemoryOps):
 
     # -- calls ----------------------------------------------------------------------------------
     def call_expr(self, e: ast.Call) -> None:
-        if e.name == "ksym":
+        if e.name in ("ksym", "usym"):
             self.int_expr(e.args[0])
+            return
+        if e.name in ("kstack", "ustack"):
+            t = self.type_of(e)
+            self.stack_id(t if isinstance(t, StackType) else StackType(user=e.name == "ustack"))
             return
         if e.name == "str":
             raise self.error("str() used as an integer", e)
@@ -721,7 +756,7 @@ class ProbeCodegen(MemoryOps):
                 a.ld_map_fd(R1, mp.spec)
                 self.fp(R2, koff)
                 a.call(Helper.map_delete_elem)
-        elif name in ("str", "ksym"):
+        elif name in ("str", "ksym", "usym", "kstack", "ustack"):
             self.int_or_str_discard(e)
         else:
             raise self.error(f"{name}() is not supported by the BPF engine yet", e)

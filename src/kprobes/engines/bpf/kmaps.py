@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from ...agg.aggregations import Aggregation, Count, IntValue, StrValue, Sum
 from ...agg.bpfmap import BpfMap, Key, normalize_key
 from ...errors import KprobesError
-from .layout import KeyLayout
+from .layout import KeyLayout, KeyPart
 from .unit import MapPlan, round8, str_size
 
 __all__ = ["KernelMap"]
@@ -26,15 +26,18 @@ _U64 = (1 << 64) - 1
 class KernelMap(BpfMap):
     """A bpftrace map whose entries live in a kernel BPF map (see the module docstring)."""
 
-    __slots__ = ("kmap", "plan", "names", "ksym")
+    __slots__ = ("kmap", "plan", "names", "ksym", "sym")
 
     def __init__(self, plan: MapPlan, kmap: object, names: Sequence[Tuple[str, str]],
-                 ksym: Optional[Callable[[int], str]] = None) -> None:
+                 ksym: Optional[Callable[[int], str]] = None,
+                 sym: Optional[Callable[[KeyPart, bytes], str]] = None) -> None:
         super().__init__(plan.display, plan.value.template(), scalar=not plan.key.parts)
         self.kmap = kmap
         self.plan = plan
         self.names = list(names)
         self.ksym = ksym
+        #: names stack and usym key parts (:class:`.stacks.Symbolizer`)
+        self.sym = sym
 
     # -- reading ---------------------------------------------------------------
     def refresh(self) -> None:
@@ -44,7 +47,7 @@ class KernelMap(BpfMap):
         entries: Dict[Key, Aggregation] = {}
         for kraw, vraw in km.items():  # type: ignore[attr-defined]
             per_cpu = km.split_percpu(vraw) if value.percpu else [vraw]  # type: ignore[attr-defined]
-            key = layout.decode(kraw, self.names, self.ksym)
+            key = layout.decode(kraw, self.names, self.ksym, self.sym)
             agg = value.reduce(per_cpu)
             old = entries.get(key)  # type: ignore[arg-type]
             if old is not None:  # two target indices with one name

@@ -8,6 +8,11 @@ Keys: every part of a key is packed in order, with no padding between parts:
 * ``probe`` / ``func`` parts with several attach targets are the 8-byte index
   of the target (the BPF cookie, or a constant per program), turned back into
   the target's name in Python;
+* a ``stack`` part (``kstack``/``ustack``) is 8 bytes: the ``bpf_get_stackid``
+  result (negative: no stack) for kernel stacks; for user stacks the stack id
+  in the low 32 bits and the process id above (user addresses need the
+  process' mappings), symbolized in Python (:mod:`.stacks`);
+* a ``usym`` part is 16 bytes: the address, then the process id;
 * a map without keys uses one 8-byte zero key.
 
 Values (aggregations live in ``PERCPU_HASH`` maps, one value per CPU, summed
@@ -66,10 +71,11 @@ def decode_str(raw: bytes) -> str:
 
 @dataclass(frozen=True)
 class KeyPart:
-    """One part of a packed key or record: ``kind`` is ``int``, ``str``, ``target`` or ``ksym``.
+    """One part of a packed key or record: ``kind`` is ``int``, ``str``, ``target``,
+    ``ksym``, ``usym`` or ``stack``.
 
     ``size`` is its byte size; ``signed`` for ints; ``field`` for targets
-    (``name`` for ``probe``, ``func`` for ``func``).
+    (``name`` for ``probe``, ``func`` for ``func``), for stacks ``k|u:MODE:LIMIT``.
     """
 
     kind: str
@@ -78,9 +84,14 @@ class KeyPart:
     field: str = ""
 
     def decode(self, raw: bytes, names: Optional[Sequence[Tuple[str, str]]] = None,
-               ksym: Optional[Callable[[int], str]] = None) -> object:
+               ksym: Optional[Callable[[int], str]] = None,
+               sym: Optional[Callable[["KeyPart", bytes], str]] = None) -> object:
         if self.kind == "str":
             return decode_str(raw)
+        if self.kind in ("stack", "usym"):
+            if sym is not None:
+                return sym(self, raw)
+            return f"0x{int.from_bytes(raw[:8], _ORDER):x}"
         v = int.from_bytes(raw[:8], _ORDER)
         if self.kind == "target":
             if names is not None and v < len(names):
@@ -110,12 +121,13 @@ class KeyLayout:
         return out
 
     def decode(self, raw: bytes, names: Optional[Sequence[Tuple[str, str]]] = None,
-               ksym: Optional[Callable[[int], str]] = None) -> Tuple[object, ...]:
+               ksym: Optional[Callable[[int], str]] = None,
+               sym: Optional[Callable[[KeyPart, bytes], str]] = None) -> Tuple[object, ...]:
         if not self.parts:
             return ()
         out = []
         for p, off in zip(self.parts, self.offsets()):
-            out.append(p.decode(raw[off:off + p.size], names, ksym))
+            out.append(p.decode(raw[off:off + p.size], names, ksym, sym))
         return tuple(out)
 
 

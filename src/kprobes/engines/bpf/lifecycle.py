@@ -41,11 +41,13 @@ class RecordDecoder:
     """Turns ring records into output (printf, print, clear, exit...) in Python."""
 
     def __init__(self, plan: BpfPlan, maps: Dict[str, KernelMap], output: Output,
-                 ksym: Callable[[int], str]) -> None:
+                 ksym: Callable[[int], str],
+                 sym: Optional[Callable[[KeyPart, bytes], str]] = None) -> None:
         self.plan = plan
         self.maps = maps
         self.out = output
         self.ksym = ksym
+        self.sym = sym
         self.names = plan.unit.names
         self.exit_requested = False
         self._printf: Dict[int, Any] = {}
@@ -61,7 +63,7 @@ class RecordDecoder:
                 self._printf[rec.id] = compile_printf(rec.text)
 
     def args(self, rec: Record, raw: bytes) -> List[object]:
-        return [p.decode(raw[off:off + p.size], self.names, self.ksym)
+        return [p.decode(raw[off:off + p.size], self.names, self.ksym, self.sym)
                 for p, off in self._layout[rec.id]]
 
     def __call__(self, raw: bytes) -> None:
@@ -128,6 +130,9 @@ def _load(s: Any, plan: BpfPlan, p: BpfProgram, fds: Dict[Any, Any]) -> Callable
 def _attach(s: Any, plan: BpfPlan, p: BpfProgram, fds: Dict[Any, Any], pid: int, err: TextIO) -> None:
     load = _load(s, plan, p, fds)
     kind = p.provider
+    if kind == "profile":
+        _attach_profile(s, p, load(None))
+        return
     if kind in ("kprobe", "kretprobe") and len(p.targets) > 1:
         t0 = time.monotonic()
         att = s.attach_kprobes(load, [t.place for t in p.targets], retprobe=p.retprobe,
@@ -156,6 +161,22 @@ def _attach(s: Any, plan: BpfPlan, p: BpfProgram, fds: Dict[Any, Any], pid: int,
             link = attach_kprobe(prog, func, retprobe=p.retprobe, offset=int(off, 0) if off else 0,
                                  cookie=cookie, explain=explain)
             s.links.append(s.own(link))
+
+
+def _attach_profile(s: Any, p: BpfProgram, prog: Any) -> None:
+    """``profile:UNIT:N``: a cpu-clock sampling event on every online CPU runs ``prog``."""
+    from ...backends.bpf.attach import attach_perf_event
+    from ...backends.bpf.perf import open_cpu_clock
+    from ...backends.bpf.sys import online_cpus
+
+    s.own(prog)
+    s.programs.append(prog)
+    unit, _, n = p.targets[0].place.partition(":")
+    hz = int(n) if unit == "hz" else 0
+    period = 0 if hz else int(n) * {"s": 10**9, "ms": 10**6, "us": 10**3}.get(unit, 1)
+    for cpu in online_cpus():
+        ev = open_cpu_clock(cpu, hz=hz, period_ns=period)
+        s.links.append(s.own(attach_perf_event(prog, ev)))
 
 
 class _Timers:
@@ -215,11 +236,15 @@ def run_plan(plan: BpfPlan, opts: RunOptions, out: TextIO, err: TextIO) -> int:
         fds: Dict[Any, Any] = {}
         for spec in unit.all_specs():
             fds[spec] = s.adopt_map(Map.from_spec(spec))
-        maps = {name: KernelMap(mp, fds[mp.spec], unit.names, ksym) for name, mp in unit.maps.items()}
+        from .stacks import Symbolizer
+
+        sym = Symbolizer({depth: fds[spec] for depth, spec in unit.stacks.items()})
+        maps = {name: KernelMap(mp, fds[mp.spec], unit.names, ksym, sym)
+                for name, mp in unit.maps.items()}
         reader = _ring_reader(plan, fds, loss)
         if reader is not None:
             s.own(reader)
-        decoder = RecordDecoder(plan, maps, output, ksym)
+        decoder = RecordDecoder(plan, maps, output, ksym, sym.with_indent(8))
         rt = Runtime(dict(maps), output, time.monotonic_ns())
         begin: List[Tuple[ProbeRunner, Target]] = []
         end: List[Tuple[ProbeRunner, Target]] = []

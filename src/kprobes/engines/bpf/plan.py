@@ -3,8 +3,10 @@
 Each probe gives one eBPF program per attach provider it uses (``kprobe`` and
 ``kretprobe`` of one probe are two programs): a KPROBE program for
 kprobe/kretprobe/uprobe/uretprobe, attached to every target (a wildcard's
-many functions share it, through kprobe_multi where the kernel has it), or one
-TRACEPOINT program per tracepoint (field offsets differ between tracepoints).
+many functions share it, through kprobe_multi where the kernel has it), one
+TRACEPOINT program per tracepoint (field offsets differ between tracepoints),
+or one PERF_EVENT program per ``profile:UNIT:N`` (attached to a cpu-clock
+event on every online CPU; its context starts with the sampled ``pt_regs``).
 ``BEGIN``, ``END`` and ``interval`` probes run in Python (the evaluator of the
 tracefs engine) against the kernel maps.
 """
@@ -52,6 +54,8 @@ class BpfProgram:
 
     @property
     def prog_type(self) -> int:
+        if self.provider == "profile":
+            return ProgType.PERF_EVENT
         return ProgType.TRACEPOINT if self.provider == "tracepoint" else ProgType.KPROBE
 
     @property
@@ -89,11 +93,12 @@ class BpfPlan:
         lines: List[str] = ["engine: bpf"]
         for mp in unit.maps.values():
             s = mp.spec
-            parts = ", ".join(p.kind if p.kind != "str" else f"str[{p.field}]" for p in mp.key.parts)
+            parts = ", ".join(f"str[{p.field}]" if p.kind == "str" else
+                              f"stack {p.field}" if p.kind == "stack" else p.kind for p in mp.key.parts)
             lines.append(f"map {mp.display}: {enum_name(MapType, s.type)} key {s.key_size} B"
                          f"{' (' + parts + ')' if parts else ''}, value {s.value_size} B "
                          f"({mp.value.kind}), max {s.max_entries}")
-        for aux in (unit.ring, unit.drops, unit.globals, unit.zeros):
+        for aux in (unit.ring, unit.drops, unit.globals, unit.zeros, *unit.stacks.values()):
             if aux is not None:
                 lines.append(f"map {aux.name}: {enum_name(MapType, aux.type)} key {aux.key_size} B, "
                              f"value {aux.value_size} B, max {aux.max_entries}")
@@ -137,6 +142,11 @@ def plan_checked(
                 period = interval_ns(ap) if ap.provider == "interval" else 0
                 plan.user.append(UserProbe(index, ap.provider, ap.name, period))
                 continue
+            if ap.provider == "profile":
+                # one cpu-clock perf event per online CPU, all running this program
+                by_provider.setdefault(ap.raw, []).append(
+                    Target("profile", f"{ap.unit}:{ap.period}", ap.name, ""))
+                continue
             narrow = opts.wildcard_filter if ap.provider in ("kprobe", "kretprobe") else None
             targets = expand(ap, symbols, narrow)
             if not targets:
@@ -148,7 +158,9 @@ def plan_checked(
         needs_target = bool({"probe", "func"} & set(summary.builtins))
         for provider, targets in by_provider.items():
             total += len(targets)
-            if provider == "tracepoint":
+            if provider.startswith(("profile:", "p:")):
+                work.append((index, "profile", targets, None))
+            elif provider == "tracepoint":
                 for t in targets:
                     sys_, _, ev = t.place.partition(":")
                     work.append((index, provider, [t], (sys_, ev)))

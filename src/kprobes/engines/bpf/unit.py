@@ -24,14 +24,25 @@ from ...bpf.maps import MapSpec, MapType
 from ...errors import KprobesError
 from ...lang import ast
 from ...lang.checked import CheckedProgram
-from ...lang.typesys import AggType, IntType, PointerType, StringType, SymType, Type
+from ...lang.typesys import AggType, IntType, PointerType, StackType, StringType, SymType, Type
 from ..runtime import lhist_params
 from .layout import KeyLayout, KeyPart, ValueLayout
 
-__all__ = ["Caps", "MapPlan", "Record", "Unit", "round8", "MAX_ENTRIES", "RING_SIZE"]
+__all__ = ["Caps", "MapPlan", "Record", "Unit", "round8", "stack_depth", "MAX_ENTRIES", "RING_SIZE",
+           "STACK_ENTRIES"]
 
 MAX_ENTRIES = 4096
 RING_SIZE = 1 << 22
+#: Stacks a STACK_TRACE map holds (bpftrace's default map size); the kernel's
+#: ``perf_event_max_stack`` (127 unless raised) bounds one stack's depth.
+STACK_ENTRIES = 4096
+_MAX_DEPTH = 127
+
+
+def stack_depth(limit: int) -> int:
+    """Frames stored for a ``kstack(limit)``: the kernel refuses maps deeper than
+    ``kernel.perf_event_max_stack`` (default 127)."""
+    return max(1, min(limit, _MAX_DEPTH))
 
 
 def round8(n: int) -> int:
@@ -106,6 +117,8 @@ def part_of(checked: CheckedProgram, e: ast.Expr, t: Optional[Type] = None) -> K
         return KeyPart("target", 8, field=target)
     if isinstance(e, ast.Call) and e.name == "ksym":
         return KeyPart("ksym", 8)
+    if isinstance(e, ast.Call) and e.name == "usym":
+        return KeyPart("usym", 16)
     return part_of_type(t if t is not None else checked.type_of(e))
 
 
@@ -118,8 +131,15 @@ def part_of_type(t: Type) -> KeyPart:
     if isinstance(t, (PointerType, AggType)):
         return KeyPart("int", 8, signed=isinstance(t, AggType) and t.signed)
     if isinstance(t, SymType):
-        return KeyPart("ksym", 8)
+        return KeyPart("ksym", 8) if t.kernel else KeyPart("usym", 16)
+    if isinstance(t, StackType):
+        return KeyPart("stack", 8, field=stack_field(t))
     raise KprobesError(f"a value of type {t} cannot be stored or printed by the BPF engine yet")
+
+
+def stack_field(t: StackType) -> str:
+    """``u:perf:5``: user/kernel, mode and frame limit of a ``stack`` part."""
+    return f"{'u' if t.user else 'k'}:{t.mode}:{t.limit}"
 
 
 def str_size(part: KeyPart) -> int:
@@ -141,6 +161,8 @@ class Unit:
     globals: Optional[MapSpec] = None
     zeros: Optional[MapSpec] = None
     zeros_size: int = 0
+    #: STACK_TRACE maps by depth (``kstack(5)`` and ``ustack(5)`` share one).
+    stacks: Dict[int, MapSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._plan_maps()
@@ -182,7 +204,7 @@ class Unit:
                 kinds = {part_of(self.checked, keys[i], kt) for keys in uses.get(name, ())
                          if i < len(keys)}
                 base = part_of_type(kt)
-                special = {k for k in kinds if k.kind in ("target", "ksym")}
+                special = {k for k in kinds if k.kind in ("target", "ksym", "usym")}
                 if special and len(special) != len(kinds):
                     raise KprobesError(
                         f"@{name}: key {i + 1} mixes probe/func/ksym values with other values, "
@@ -238,9 +260,19 @@ class Unit:
             self.zeros = MapSpec("kp_zeros", MapType.ARRAY, 4, round8(max(self.zeros_size, 8)), 1)
         return self.zeros
 
+    def stack_map(self, limit: int) -> MapSpec:
+        """The STACK_TRACE map of ``kstack(limit)``/``ustack(limit)``."""
+        depth = stack_depth(limit)
+        spec = self.stacks.get(depth)
+        if spec is None:
+            spec = MapSpec(f"kp_stack{depth}", MapType.STACK_TRACE, 4, 8 * depth, STACK_ENTRIES)
+            self.stacks[depth] = spec
+        return spec
+
     def all_specs(self) -> List[MapSpec]:
         out = [m.spec for m in self.maps.values()]
         out += [s for s in (self.ring, self.drops, self.globals, self.zeros) if s is not None]
+        out += list(self.stacks.values())
         return out
 
     # -- records and targets ----------------------------------------------------
