@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
+import time
 from typing import Callable, List, Optional, Sequence
 
 from ...bpf.maps import AttachType
@@ -324,13 +325,16 @@ def attach_kprobes(
     cookies: bool = True,
     method: str = "auto",
     explain: Optional[Callable[[str], Optional[KprobesError]]] = None,
+    max_seconds: Optional[float] = None,
 ) -> KprobeAttachment:
     """Attach a program to every function of ``funcs``, by kprobe_multi when possible.
 
     ``load(expected_attach_type)`` returns a freshly loaded program (a
     kprobe_multi program cannot go on a perf event and vice versa).  With
     ``cookies`` the i-th function gets cookie ``i``.  ``method`` is
-    ``"auto"``, ``"multi"`` (no fallback) or ``"perf"``.
+    ``"auto"``, ``"multi"`` (no fallback) or ``"perf"``.  ``max_seconds``: one
+    perf event per function is timed on the first functions; when the whole
+    list would take longer, nothing stays attached and the error says how long.
     """
     funcs = list(dict.fromkeys(funcs))
     att = KprobeAttachment(funcs, retprobe)
@@ -371,14 +375,36 @@ def attach_kprobes(
         _raise_nofile(2 * len(funcs) + 64)
         prog = load(None)
         att.programs.append(prog)
+        t0 = time.monotonic()
+        sample = min(len(funcs), _TIMED)
         for i, f in enumerate(funcs):
             att.links.append(attach_kprobe(prog, f, retprobe=retprobe,
                                            cookie=i if cookies else 0, explain=explain))
+            if max_seconds is not None and i + 1 == sample < len(funcs):
+                _check_estimate(len(funcs), sample, time.monotonic() - t0, max_seconds, att.reason)
         att.method = "perf_event"
         return att
     except BaseException:
         att.close()
         raise
+
+
+#: Functions timed before estimating how long one perf event per function takes.
+_TIMED = 20
+
+
+def _check_estimate(total: int, done: int, spent: float, limit: float, why: str) -> None:
+    per = spent / max(done, 1)
+    estimate = per * total
+    if estimate <= limit:
+        return
+    mins = f"{estimate / 60:.0f} min" if estimate >= 120 else f"{estimate:.0f} s"
+    raise KprobesError(
+        f"attaching {total} kprobes one perf event at a time would take about {mins} "
+        f"({per * 1000:.1f} ms per function, measured on the first {done}); "
+        f"kprobe_multi would attach them at once, but {why or 'it is not available'}",
+        hint="narrow the wildcard (or --wildcard-filter GLOB), or use a kernel with "
+             "kprobe_multi (Linux 5.18+, CONFIG_FPROBE)")
 
 
 def probe_symbols(tracefs_root: Optional[str] = None) -> object:

@@ -104,7 +104,8 @@ class BpfSession:
 
     def attach_kprobes(self, load: Callable[[Optional[int]], Program],
                        funcs: Union[str, Sequence[str]], *, retprobe: bool = False,
-                       cookies: bool = True, method: str = "auto") -> KprobeAttachment:
+                       cookies: bool = True, method: str = "auto",
+                       max_seconds: Optional[float] = None) -> KprobeAttachment:
         """One program on many kernel functions (a glob like ``vfs_*`` or a list):
         kprobe_multi when the kernel has it, else one perf event per function."""
         if isinstance(funcs, str):
@@ -115,7 +116,8 @@ class BpfSession:
             names = list(funcs)
         if not names:
             raise BPFError(f"no probeable kernel function matches {funcs!r}")
-        att = attach_kprobes(load, names, retprobe=retprobe, cookies=cookies, method=method)
+        att = attach_kprobes(load, names, retprobe=retprobe, cookies=cookies, method=method,
+                             max_seconds=max_seconds)
         self.links.append(self.own(att))
         return att
 

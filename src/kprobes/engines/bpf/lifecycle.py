@@ -34,7 +34,10 @@ from .layout import KeyPart
 from .plan import BpfPlan, BpfProgram
 from .unit import Record
 
-__all__ = ["run_plan", "RecordDecoder"]
+__all__ = ["run_plan", "RecordDecoder", "MAX_ATTACH_SECONDS"]
+
+#: Refuse a wildcard whose per-function attach (no kprobe_multi) would take longer.
+MAX_ATTACH_SECONDS = 120.0
 
 
 class RecordDecoder:
@@ -136,7 +139,7 @@ def _attach(s: Any, plan: BpfPlan, p: BpfProgram, fds: Dict[Any, Any], pid: int,
     if kind in ("kprobe", "kretprobe") and len(p.targets) > 1:
         t0 = time.monotonic()
         att = s.attach_kprobes(load, [t.place for t in p.targets], retprobe=p.retprobe,
-                               cookies=plan.unit.caps.cookie)
+                               cookies=plan.unit.caps.cookie, max_seconds=MAX_ATTACH_SECONDS)
         why = f" (per-function perf events: {att.reason})" if att.reason else ""
         err.write(f"kprobes: attached {len(p.targets)} {kind}s by {att.method} in "
                   f"{time.monotonic() - t0:.2f} s{why}\n")
