@@ -39,6 +39,7 @@ __all__ = [
     "attach_kprobes",
     "kernel_functions",
     "probe_symbols",
+    "close_all",
     "BPF_F_KPROBE_MULTI_RETURN",
 ]
 
@@ -276,6 +277,22 @@ def _raise_nofile(want: int) -> None:
         pass
 
 
+def close_all(links: Sequence[Link], *, threads: int = 32) -> None:
+    """Close many links at once.  Removing a kprobe waits for an RCU grace period
+    (``unregister_kprobe()`` calls ``synchronize_rcu()`` outside ``kprobe_mutex``), so
+    closing from several threads lets those waits overlap: 1000 perf-event kprobes
+    detach several times faster than one close after another."""
+    links = [ln for ln in links if not ln.closed]
+    if len(links) < 8:
+        for ln in links:
+            ln.close()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(threads, len(links))) as pool:
+        list(pool.map(Link.close, links))
+
+
 class KprobeAttachment:
     """Programs and links that put one program on many kernel functions.
 
@@ -294,8 +311,7 @@ class KprobeAttachment:
         self.links: List[Link] = []
 
     def close(self) -> None:
-        for ln in self.links:
-            ln.close()
+        close_all(self.links)
         for p in self.programs:
             p.close()
         self.links.clear()
