@@ -117,13 +117,13 @@ def run(args: List[str], streams: Streams) -> int:
     proc: Optional["subprocess.Popen[bytes]"] = None
     interrupted = 0
     with Session(buffer_size_kb=ns.buffer_size, arch=ns.arch, reader=ns.reader) as s:
+        if ns.pid:
+            s.set_pids([ns.pid])  # before arming: nothing of other processes gets recorded
         for d in ns.definitions:
             if d.startswith(("t:", "tracepoint:")):
                 s.add_tracepoint(d.split(":", 1)[1], filter=ns.filter)
             else:
                 s.add(d, filter=ns.filter, unsafe=ns.unsafe)
-        if ns.pid:
-            s.set_pids([ns.pid])
         until = None
         if ns.command:
             proc, go = _spawn_gated(ns.command)

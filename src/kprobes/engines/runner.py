@@ -172,9 +172,9 @@ def run_plan(
     session = factory()
     assert isinstance(session, Session)
     with session as s:
-        _arm_all(s, plan, opts, err)
         if opts.pid:
-            s.set_pids([opts.pid])
+            s.set_pids([opts.pid])  # before arming: nothing of other processes gets recorded
+        _arm_all(s, plan, opts, err)
         rt.start_ns = time.monotonic_ns()
         clock = _Timers(timers, rt.start_ns)
         try:
