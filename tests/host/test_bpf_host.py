@@ -35,19 +35,19 @@ def test_tracepoint_counts_a_childs_getpid_exactly() -> None:
     assert link.closed and prog.closed and counts.closed
 
 
-def test_uprobe_on_libc_atoi_counts_exactly_per_cpu() -> None:
-    body = "for _ in range(n): libc.atoi(b'42')"
+def test_uprobe_on_libc_atol_counts_exactly_per_cpu() -> None:
+    body = "for _ in range(n): libc.atol(b'42')"
     with Child(body) as child, BpfSession() as s:
-        counts = s.adopt_map(Map.percpu_array(8, 1, name="kpt_atoi"))
+        counts = s.adopt_map(Map.percpu_array(8, 1, name="kpt_atol"))
         prog = s.load(ProgType.KPROBE, counter(counts, child.pid, percpu=True).assemble(),
-                      name="kpt_atoi")
-        s.attach(prog, "uprobe:libc:atoi")
+                      name="kpt_atol")
+        s.attach(prog, "uprobe:libc:atol")
         child.run(500)
         per_cpu = counts.percpu_u64(key(0))
         assert len(per_cpu) == counts.ncpus and sum(per_cpu) == 500
         ret = s.load(ProgType.KPROBE, counter(counts, child.pid, key=0, percpu=True).assemble(),
-                     name="kpt_atoi_ret")
-        s.attach(ret, "uretprobe:libc:atoi")
+                     name="kpt_atol_ret")
+        s.attach(ret, "uretprobe:libc:atol")
         child.run(100)
         assert sum(counts.percpu_u64(key(0))) == 500 + 2 * 100
 
@@ -135,7 +135,7 @@ for i in range(5):
     p = s.load(ProgType.TRACEPOINT, counter(m, os.getpid()).assemble(), name={prefix!r} + str(i))
     s.attach(p, "tracepoint:syscalls:sys_enter_getpid")
 u = s.load(ProgType.KPROBE, counter(m, os.getpid()).assemble(), name={prefix!r} + "u")
-s.attach(u, "uprobe:libc:atoi")
+s.attach(u, "uprobe:libc:atol")
 print(len(s.links), flush=True)
 time.sleep(60)
 """
@@ -167,8 +167,8 @@ def test_wrong_program_type_is_refused_with_a_reason() -> None:
     with BpfSession() as s:
         tp = s.load(ProgType.TRACEPOINT, a.assemble(), name="kpt_wrongtype")
         with pytest.raises(BPFError) as ei:
-            s.attach(tp, "uprobe:libc:atoi")
+            s.attach(tp, "uprobe:libc:atol")
         assert "cannot attach" in (ei.value.hint or "") + ei.value.message
         assert attach_mod._perf_link_ok is not False  # one bad program proves nothing about links
         kp = s.load(ProgType.KPROBE, a.assemble())
-        assert s.attach(kp, "uprobe:libc:atoi").kind == "perf_link"
+        assert s.attach(kp, "uprobe:libc:atol").kind == "perf_link"
