@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import FeatureMissing, KprobesError
 from . import kdwarf as K
+from . import ksource as S
 from .dwarf import DwarfError, debug_package_hint
 
 __all__ = [
@@ -261,6 +262,68 @@ def needs_dwarf(text: str) -> bool:
 
 
 @dataclass(frozen=True)
+class LineRange:
+    """``-L``: a function's (or a file's) probeable lines: absolute line -> offsets from the function entry."""
+
+    function: Optional[str]
+    file: str
+    comp_dir: str
+    offset: int  # the function's declaration line (0 for a file range)
+    start: int  # absolute first line shown
+    end: Optional[int]  # absolute last line, None: two lines after the last probeable one
+    lines: Dict[int, List[int]]
+
+
+@dataclass(frozen=True)
+class _RangeDesc:
+    function: Optional[str]
+    file: Optional[str]
+    start: int
+    end: Optional[int]
+
+
+def parse_line_range(desc: str) -> _RangeDesc:
+    """perf's ``parse_line_range_desc``: ``FUNC[@SRC][:START[-END|+N]]`` or ``SRC[:START[-END|+N]]``."""
+    name, sep, rng = desc.partition(":")
+    start, end = 0, None
+    if sep:
+        m = re.match(r"^(\d+)(?:([-+])(\d+))?$", rng)
+        if m is None:
+            raise KprobesError(f"-L {desc!r}: {rng!r} is not a line range", hint="START, START-END or START+LINES")
+        start = int(m.group(1))
+        if m.group(2):
+            end = int(m.group(3)) + (start - 1 if m.group(2) == "+" else 0)
+            if start > end:
+                raise KprobesError(f"-L {desc!r}: Start line must be smaller than end line.")
+    func, at, src = name.partition("@")
+    if at:
+        if not re.match(r"^[A-Za-z_]\w*$", func):
+            raise KprobesError(f"-L {desc!r}: {func!r} is not a valid function name.")
+        return _RangeDesc(func, src, start, end)
+    if "/" in name or "." in name:
+        return _RangeDesc(None, name, start, end)
+    if not re.match(r"^[A-Za-z_]\w*$", name):
+        raise KprobesError(f"-L {desc!r}: {name!r} is not a valid function name.",
+                           hint="FUNC[@SRC][:START[-END|+N]] or SRC[:START[-END|+N]]")  # fmt: skip
+    return _RangeDesc(name, None, start, end)
+
+
+def format_line_range(lr: LineRange, src: Optional[S.SourceText]) -> str:
+    """``-L`` output: perf's with the source text; without it the line table (relative line,
+    FILE:LINE, offsets from the function entry), which perf does not show at all."""
+    rel = lr.start - lr.offset
+    if src is not None:
+        head = f"<{lr.function}@{src.path}:{rel}>" if lr.function else f"<{src.path}:{lr.start}>"
+        return S.format_source_range(head, src, lr.start, lr.end, list(lr.lines), lr.offset)
+    head = f"<{lr.function}@{lr.file}:{rel}>" if lr.function else f"<{lr.file}:{lr.start}>"
+    out = [head]
+    for ln, offs in lr.lines.items():
+        where = " ".join(f"+{o}" for o in offs) if lr.function else " ".join(f"0x{o:x}" for o in offs)
+        out.append(f"{ln - lr.offset:7d}  {lr.file}:{ln}  {where}")
+    return "\n".join(out) + "\n"
+
+
+@dataclass(frozen=True)
 class KernelProbe:
     """One resolved probe point: ``SYMBOL+OFFSET`` and its rendered fetchargs."""
 
@@ -302,10 +365,12 @@ def _strtail_eq(a: str, b: str) -> bool:
 class KernelDebug:
     """perf-probe resolution on one debug vmlinux.  Use as a context manager."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, source_dirs: Sequence[str] = ()) -> None:
         self.path = path
         self.dw = K.DwarfFile(path)
         self._memo: Dict[Tuple[str, int], List[K.Die]] = {}
+        self._lazy_memo: Dict[Tuple[str, str], List[int]] = {}
+        self.source_dirs: Tuple[str, ...] = tuple(source_dirs)
         self.regs = _X86_REGS if self.dw.machine == 62 else _ARM64_REGS if self.dw.machine == 183 else ()
 
     def __enter__(self) -> KernelDebug:
@@ -471,10 +536,9 @@ class KernelDebug:
 
     def resolve(self, point: KernelPoint) -> List[KernelProbe]:
         """All probe points of ``point`` with their arguments (perf's ``-D`` result)."""
-        if point.lazy is not None:
-            raise KprobesError("lazy line patterns (;PATTERN) need the source files",
-                               hint="use FUNC:RLN (see kprobes probe -L FUNC for the line numbers)")  # fmt: skip
         if point.function is None:
+            if point.lazy is not None:
+                return self._resolve_file_lazy(point)
             return self._resolve_file_line(point)
         funcs = self.functions(point.function)
         if point.file:
@@ -487,7 +551,9 @@ class KernelDebug:
             )
         out: List[KernelProbe] = []
         for sp in funcs:
-            if point.has_line:
+            if point.lazy is not None:
+                out += self._lazy_probes(sp, point)
+            elif point.has_line:
                 addrs = self._line_addrs(sp, point)
                 for addr, scope in addrs:
                     out.append(self._probe(sp.cu, scope, addr, point))
@@ -510,6 +576,229 @@ class KernelDebug:
                 seen.add(p.address)
                 uniq.append(p)
         return uniq
+
+    # -- perf's die_walk_lines, line ranges (-L) and lazy lines (;PATTERN) --------------------
+
+    def _innermost_inline(self, die: K.Die, addr: int) -> Optional[K.Die]:
+        """perf's ``die_find_inlinefunc``: the innermost inlined subroutine below ``die`` holding ``addr``."""
+        found: Optional[K.Die] = None
+        cur: Optional[K.Die] = die
+        while cur is not None:
+            nxt = self._first_inline(cur, addr)
+            if nxt is not None:
+                found = nxt
+            cur = nxt
+        return found
+
+    def _first_inline(self, die: K.Die, addr: int) -> Optional[K.Die]:
+        for c in die.children:  # pre-order, like die_find_child
+            if c.tag == K.TAG_inlined_subroutine and self._haspc(c, addr):
+                return c
+            if c.children:
+                r = self._first_inline(c, addr)
+                if r is not None:
+                    return r
+        return None
+
+    def _call_file(self, die: K.Die, lt: K.LineTable) -> Optional[str]:
+        cf = die.attrs.get(K.AT_call_file)
+        return lt.file(cf) if isinstance(cf, int) else None
+
+    def walk_lines(self, sp: K.Die) -> List[Tuple[str, int, int]]:
+        """perf's ``die_walk_lines`` on a function: (file, line, address) in line-table order, then the
+        declaration line at the entry and the call sites of directly inlined functions."""
+        cu = sp.cu
+        lt = self.dw.line_table(cu)
+        self.dw.subtree(sp)
+        decf = self._decl_file(sp)
+        decl = self._decl_line(sp)
+        out: List[Tuple[str, int, int]] = []
+        ranges = self.dw.ranges(sp)
+        for r in lt.rows:
+            if r.end_sequence or not r.is_stmt:
+                continue
+            if not any(lo <= r.address < hi for lo, hi in ranges):
+                continue
+            inl = self._innermost_inline(sp, r.address)
+            if inl is not None:
+                if not (self._call_file(inl, lt) == decf and inl.attrs.get(K.AT_call_line) == r.line):
+                    if self._decl_line(inl) != decl or self._decl_file(inl) != decf:
+                        continue
+            out.append((lt.file(r.file), r.line, r.address))
+        entry = self._entry(sp)
+        if decf and decl and entry is not None:
+            out.append((decf, decl, entry))
+
+        def funclines(d: K.Die) -> None:
+            for c in d.children:
+                if c.tag == K.TAG_inlined_subroutine:
+                    cf = self._call_file(c, lt)
+                    cl = c.attrs.get(K.AT_call_line)
+                    e = self._entry(c)
+                    if cf and isinstance(cl, int) and cl > 0 and e:
+                        out.append((cf, cl, e))
+                    continue  # not recursive: inner inlines hold no line of this function
+                if c.children:
+                    funclines(c)
+
+        funclines(sp)
+        return out
+
+    def _walk_cu_lines(self, cu: K.CompUnit) -> List[Tuple[str, int, int]]:
+        """``die_walk_lines`` on a whole unit: every statement row, then every function's declaration
+        line and (recursively) its inlined call sites and their declaration lines."""
+        lt = self.dw.line_table(cu)
+        out = [(lt.file(r.file), r.line, r.address) for r in lt.rows if r.is_stmt and not r.end_sequence]
+
+        def funclines(d: K.Die) -> None:
+            for c in d.children:
+                if c.tag == K.TAG_inlined_subroutine:
+                    cf = self._call_file(c, lt)
+                    cl = c.attrs.get(K.AT_call_line)
+                    e = self._entry(c)
+                    if cf and isinstance(cl, int) and cl > 0 and e:
+                        out.append((cf, cl, e))
+                        df, dl = self._decl_file(c), self._decl_line(c)
+                        if df and dl:
+                            out.append((df, dl, e))
+                if c.children:
+                    funclines(c)
+
+        for sp in self._cu_funcs(cu):
+            e = self._entry(sp)
+            df, dl = self._decl_file(sp), self._decl_line(sp)
+            if df and dl and e is not None:
+                out.append((df, dl, e))
+            self.dw.subtree(sp)
+            funclines(sp)
+        return out
+
+    def _reversible(self, cu: K.CompUnit, lt: K.LineTable, fname: str, line: int, addr: int) -> bool:
+        """perf's ``cu_find_lineinfo`` check in ``line_range_walk_cb``: the address maps back to the line."""
+        rf = self._realfunc(cu, addr)
+        if rf is not None and self._entry(rf) == addr:
+            rfile, rline = self._decl_file(rf), self._decl_line(rf)
+        else:
+            row = lt.stmt_at(addr)
+            if row is None:
+                return True
+            rfile, rline = lt.file(row.file), row.line
+        return rline == line and rfile == fname
+
+    def line_range(self, desc: str) -> LineRange:
+        """``-L FUNC[@SRC][:START[-END|+N]]`` or ``-L SRC[:START[-END|+N]]``: perf's probeable lines."""
+        lr = parse_line_range(desc)
+        if lr.function is not None:
+            funcs = self.functions(lr.function)
+            if lr.file:
+                funcs = [f for f in funcs if _strtail_eq(lr.file, self._decl_file(f))]
+            if not funcs:
+                raise DwarfError("Specified source line is not found.",
+                                 hint=f"no out-of-line definition of {lr.function} in {self.path}")  # fmt: skip
+            sp = funcs[0]
+            cu = sp.cu
+            lt = self.dw.line_table(cu)
+            fname = self._decl_file(sp)
+            decl = self._decl_line(sp)
+            lo = decl + lr.start
+            hi = None if lr.end is None else decl + lr.end
+            walked = self.walk_lines(sp)
+            cus = [cu]
+            entry = self._entry(sp) or 0
+        else:
+            assert lr.file is not None
+            cus = self._units_of_file(lr.file)
+            if not cus:
+                raise DwarfError("Specified source line is not found.",
+                                 hint=f"no unit of {self.path} is built from {lr.file}")  # fmt: skip
+            cu = cus[0]
+            lt = self.dw.line_table(cu)
+            fname = next((f for f in lt.files if _strtail_eq(f, lr.file)), lr.file)
+            decl, lo, hi = 0, lr.start, lr.end
+            walked = self._walk_cu_lines(cu)
+            entry = 0
+        lines: Dict[int, List[int]] = {}
+        for f, ln, addr in walked:
+            if not _strtail_eq(f, fname) or ln < lo or (hi is not None and ln > hi):
+                continue
+            if not self._reversible(cu, lt, f, ln, addr):
+                continue
+            got = lines.setdefault(ln, [])
+            if addr - entry not in got:
+                got.append(addr - entry)
+        if not lines:
+            raise DwarfError("Specified source line is not found.",
+                             hint=f"no code in {desc} (see kprobes probe -L {lr.function or lr.file})")  # fmt: skip
+        return LineRange(lr.function, fname, cu.comp_dir, decl, lo, hi,
+                         {k: sorted(v) for k, v in sorted(lines.items())})  # fmt: skip
+
+    def banner(self) -> Optional[str]:
+        """The kernel's ``linux_banner`` string ("Linux version ... Debian 6.1.192-3 ...")."""
+        for value, size, _info in self.dw.symbols_named("linux_banner"):
+            data = self.dw.read_addr(value, min(max(size, 1), 512))
+            if data:
+                return data.split(b"\0", 1)[0].decode("utf-8", "replace")
+        return None
+
+    def source(self, raw: str, comp_dir: str, source_dirs: Sequence[str] = ()) -> Optional[S.SourceText]:
+        """The text of a unit's source file (:func:`.ksource.find_source`)."""
+        return S.find_source(raw, comp_dir, source_dirs, self.banner())
+
+    def _lazy_lines(self, fname: str, comp_dir: str, point: KernelPoint) -> List[int]:
+        assert point.lazy is not None
+        key = (fname, point.lazy)
+        got = self._lazy_memo.get(key)
+        if got is not None:
+            return got
+        src = self.source(fname, comp_dir, self.source_dirs)
+        if src is None:
+            ver = S.banner_version(self.banner() or "")
+            raise FeatureMissing(
+                f"Failed to find source file path: lazy line pattern {point.lazy!r} needs the source of {fname}",
+                hint=S.source_hint(ver[1] if ver else None),
+            )
+        got = S.lazy_lines(src, point.lazy)
+        if not got:
+            raise DwarfError(f"No matched lines found in {src.path}: no line matches {point.lazy!r}",
+                             hint="the pattern is a glob over the whole line, whitespace ignored "
+                             "(e.g. 'ret=*', '*release_sock*'); see kprobes probe -L")  # fmt: skip
+        self._lazy_memo[key] = got
+        return got
+
+    def _lazy_probes(self, sp: K.Die, point: KernelPoint) -> List[KernelProbe]:
+        """``FUNC;PTN``: every line-walk address of the matching lines (perf's probe_point_lazy_walker)."""
+        fname = self._decl_file(sp)
+        wanted = set(self._lazy_lines(fname, sp.cu.comp_dir, point))
+        out = []
+        for f, ln, addr in self.walk_lines(sp):
+            if ln in wanted and _strtail_eq(f, fname):
+                scope = self._best_scope(sp.cu, addr, point.function, fname, ln)
+                if scope is None:
+                    raise DwarfError("Failed to find scope of probe point.")
+                out.append(self._probe(sp.cu, scope, addr, point))
+        return out
+
+    def _resolve_file_lazy(self, point: KernelPoint) -> List[KernelProbe]:
+        """``SRC;PTN``: the matching lines in every unit built from SRC."""
+        assert point.file is not None and point.lazy is not None
+        out: List[KernelProbe] = []
+        units = self._units_of_file(point.file)
+        for cu in units:
+            lt = self.dw.line_table(cu)
+            fname = next((f for f in lt.files if _strtail_eq(f, point.file)), None)
+            if fname is None:
+                continue
+            wanted = set(self._lazy_lines(fname, cu.comp_dir, point))
+            for f, ln, addr in self._walk_cu_lines(cu):
+                if ln in wanted and _strtail_eq(f, fname):
+                    scope = self._best_scope(cu, addr, None, fname, ln)
+                    if scope is None:
+                        raise DwarfError("Failed to find scope of probe point.")
+                    out.append(self._probe(cu, scope, addr, point))
+        if not units:
+            raise DwarfError(f"Probe point '{point.file};{point.lazy}' not found.",
+                             hint=f"no unit of {self.path} is built from {point.file}")  # fmt: skip
+        return out
 
     def _units_of_file(self, file: str) -> List[K.CompUnit]:
         return [self.dw.unit(off) for off, name in self.unit_names() if name and _strtail_eq(name, file)]
@@ -979,15 +1268,29 @@ def perf_event_name(point: KernelPoint) -> str:
     return base
 
 
-def definitions(dbg: KernelDebug, text: str, group: str = "probe") -> List[str]:
-    """The kprobe_events lines perf would write for ``text`` (``perf probe -D``)."""
+def definitions(dbg: KernelDebug, text: str, group: str = "probe", *, unique: bool = True) -> List[str]:
+    """The kprobe_events lines perf would write for ``text``.
+
+    With ``unique`` (for adding) the second and later points are named EVENT_1,
+    EVENT_2...; without it (``-D``) every line keeps perf's name, as ``perf probe -D`` prints them.
+    """
     point = parse_kernel_point(text)
     probes = dbg.resolve(point)
     grp = point.group or group
-    ev = point.event or (perf_event_name(point) if point.function else probes[0].symbol)
     out = []
-    for i, p in enumerate(probes):
-        out.append(p.definition(grp, ev if i == 0 else f"{ev}_{i}"))
+    seen: Dict[str, int] = {}
+    for p in probes:
+        if point.event:
+            ev = point.event
+        elif point.function:
+            ev = perf_event_name(point)
+        elif point.lazy is not None:
+            ev = p.scope or p.symbol
+        else:
+            ev = probes[0].symbol
+        n = seen.get(ev, 0)
+        seen[ev] = n + 1
+        out.append(p.definition(grp, f"{ev}_{n}" if unique and n else ev))
     return out
 
 
@@ -1008,9 +1311,10 @@ def format_line_table(function: str, fname: str, decl: int, rows: Sequence[Tuple
     return "\n".join(out) + "\n"
 
 
-def open_kernel_debug(vmlinux: Optional[str], *, root: str = "/", check_running: bool = True) -> KernelDebug:
+def open_kernel_debug(vmlinux: Optional[str], *, root: str = "/", check_running: bool = True,
+                      source_dirs: Sequence[str] = ()) -> KernelDebug:  # fmt: skip
     """Find (:func:`find_kernel_vmlinux`) and open the kernel's debug vmlinux."""
-    return KernelDebug(find_kernel_vmlinux(vmlinux, root=root, check_running=check_running))
+    return KernelDebug(find_kernel_vmlinux(vmlinux, root=root, check_running=check_running), source_dirs)
 
 
 def format_variables(point_text: str, found: Sequence[Tuple[KernelProbe, List[Tuple[str, str, Optional[str]]]]]) -> str:

@@ -321,6 +321,13 @@ class DwarfFile:
         end = self.mm.find(b"\0", off)
         return self.mm[off:end].decode("utf-8", "replace")
 
+    def read_addr(self, addr: int, size: int) -> Optional[bytes]:
+        """``size`` bytes at virtual address ``addr`` from the section holding it (None if no file bytes)."""
+        for off, sz, vaddr in self.sections.values():
+            if vaddr and vaddr <= addr and addr + size <= vaddr + sz and off:
+                return bytes(self.mm[off + addr - vaddr : off + addr - vaddr + size])
+        return None
+
     def debug_str(self, off: int, section: str = ".debug_str") -> str:
         base, _ = self.sec(section)
         return self.cstr(base + off)
