@@ -54,14 +54,14 @@ def test_program_predicate_on_comm_counts_the_renamed_phase_exactly(prog: Path) 
     program = 'tracepoint:syscalls:sys_enter_getppid /comm == "NEWNAME"/ { @ = count(); }'
     counts = []
     for _ in range(10):
-        r = _cli(["-e", program, "-c", str(prog)])
+        r = _cli(["--engine", "tracefs", "-e", program, "-c", str(prog)])
         assert r.returncode == 0, r.stderr
         counts.append(r.stdout.strip().splitlines()[-1])
     assert counts == ["@: 25"] * 10
 
 
 def test_program_comm_keys_split_at_the_rename(prog: Path) -> None:
-    r = _cli(["-f", "json", "-e", "tracepoint:syscalls:sys_enter_getppid { @[comm] = count(); }",
+    r = _cli(["--engine", "tracefs", "-f", "json", "-e", "tracepoint:syscalls:sys_enter_getppid { @[comm] = count(); }",
               "-c", str(prog)])
     assert r.returncode == 0, r.stderr
     maps = [json.loads(line) for line in r.stdout.splitlines() if '"type": "map"' in line]

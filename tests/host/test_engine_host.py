@@ -44,7 +44,7 @@ def test_uprobe_counts_by_string_argument() -> None:
     libc = LIBC if os.path.exists(LIBC) else "libc"
     prog = (f"uprobe:{libc}:atoi {{ @[str(arg0)] = count(); }}\n"
             f"uretprobe:{libc}:atoi {{ @ret = sum(retval); @n = count(); }}")
-    rc, out, err = run_cli(["-e", prog, "-c", atoi_cmd("11", "22", "22", "-5", "kp7")])
+    rc, out, err = run_cli(["--engine", "tracefs", "-e", prog, "-c", atoi_cmd("11", "22", "22", "-5", "kp7")])
     assert rc == 0, err
     assert out.startswith("Attaching 2 probes...\n")
     assert map_lines(out, "") == {"11": 1, "22": 2, "-5": 1, "kp7": 1}
@@ -57,7 +57,7 @@ def test_uretprobe_signed_cast_histogram_json(tmp_path: Path) -> None:
     libc = LIBC if os.path.exists(LIBC) else "libc"
     prog = f"uretprobe:{libc}:atoi {{ @h = hist((int32)retval); @l = lhist((int32)retval, 0, 100, 10); }}"
     out_file = tmp_path / "out.json"
-    rc, out, err = run_cli(["-f", "json", "-o", str(out_file), "-e", prog,
+    rc, out, err = run_cli(["--engine", "tracefs", "-f", "json", "-o", str(out_file), "-e", prog,
                             "-c", atoi_cmd("-3", "5", "40", "41", "99")])
     assert rc == 0, err
     records = [json.loads(ln) for ln in out_file.read_text().splitlines() if ln.strip()]
@@ -103,7 +103,7 @@ def test_tracepoint_pid_predicate_and_fields(opener: tuple[subprocess.Popen[byte
     flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
     prog = (f"tracepoint:syscalls:sys_enter_openat /pid == {proc.pid}/ {{ @[args.flags] = count(); }}\n"
             f"tracepoint:syscalls:sys_exit_openat /pid == {proc.pid} && args.ret >= 0/ {{ @ok = count(); }}")
-    rc, out, err = run_cli(["-e", prog, "-c", _trigger(proc.pid, marker)])
+    rc, out, err = run_cli(["--engine", "tracefs", "-e", prog, "-c", _trigger(proc.pid, marker)])
     assert rc == 0, err
     assert map_lines(out, "") == {str(flags): n}
     assert f"@ok: {n}\n" in out
@@ -113,7 +113,7 @@ def test_tracepoint_pid_predicate_and_fields(opener: tuple[subprocess.Popen[byte
 def test_dash_p_restricts_events_to_the_process(opener: tuple[subprocess.Popen[bytes], Path, int]) -> None:
     proc, marker, n = opener
     prog = "tracepoint:syscalls:sys_enter_openat { @[pid] = count(); }"
-    rc, out, err = run_cli(["-p", str(proc.pid), "-e", prog, "-c", _trigger(proc.pid, marker)])
+    rc, out, err = run_cli(["--engine", "tracefs", "-p", str(proc.pid), "-e", prog, "-c", _trigger(proc.pid, marker)])
     assert rc == 0, err
     assert map_lines(out, "") == {str(proc.pid): n}
 
@@ -123,7 +123,7 @@ def test_begin_interval_end_and_exit() -> None:
             "interval:ms:200 { @ticks = count(); if (@ticks == 3) { exit(); } }\n"
             'END { printf("end %d %d\\n", @ticks, (nsecs - @t0) / 100000000); }')
     t0 = time.monotonic()
-    rc, out, err = run_cli(["-e", prog])
+    rc, out, err = run_cli(["--engine", "tracefs", "-e", prog])
     took = time.monotonic() - t0
     assert rc == 0, err
     lines = out.splitlines()
@@ -136,7 +136,7 @@ def test_begin_interval_end_and_exit() -> None:
 
 
 def test_duration_option_ends_the_program() -> None:
-    rc, out, err = run_cli(["--duration", "0.5", "-e", "interval:ms:100 { @n = count(); }"])
+    rc, out, err = run_cli(["--engine", "tracefs", "--duration", "0.5", "-e", "interval:ms:100 { @n = count(); }"])
     assert rc == 0, err
     n = int(next(ln for ln in out.splitlines() if ln.startswith("@n: ")).split()[1])
     assert 2 <= n <= 6

@@ -85,7 +85,7 @@ def _refused_everywhere(prog: str, trace_place: str, bt_place: str, want: List[s
     assert rc == 2 and REFUSED in err and "--unsafe" in err, (rc, err)
     assert all(w in err for w in want), err
     assert out == ""
-    rc, out, err = run_cli(["-e", f"uprobe:{bt_place} {{ @ = count(); }}", "-c", f"{prog} {N}"])
+    rc, out, err = run_cli(["--engine", "tracefs", "-e", f"uprobe:{bt_place} {{ @ = count(); }}", "-c", f"{prog} {N}"])
     assert rc != 0 and REFUSED in err and "--unsafe" in err, (rc, err)
     assert all(w in err for w in want), err
     assert "Attaching" not in out
@@ -124,7 +124,7 @@ def test_libc_offset_inside_an_instruction_is_refused() -> None:
     k = next(a for a in range(1, 16) if not check_offset(libc, base + a).ok)
     rc, _out, err = run_cli(["trace", f"p:x libc:{func}+{k}", "--duration", "5"])
     assert rc == 2 and REFUSED in err and f"{func}+0x{k:x}" in err, err
-    rc, _out, err = run_cli(["-e", f"uprobe:libc:{func}+{k} {{ @ = count(); }}", "-c", "true"])
+    rc, _out, err = run_cli(["--engine", "tracefs", "-e", f"uprobe:libc:{func}+{k} {{ @ = count(); }}", "-c", "true"])
     assert rc != 0 and REFUSED in err, err
     rc, _out, err = run_cli(["check", f"p:x libc:{func}+{k}"])
     assert rc == 2 and REFUSED in err, err
@@ -138,12 +138,12 @@ def test_next_boundary_is_accepted_and_counts(prog: str) -> None:
     assert rc == 0, err
     hits = [r for r in map(json.loads, out.splitlines()) if r.get("probe") == "x"]
     assert len(hits) == N, out
-    rc, out, err = run_cli(["-e", f"uprobe:{prog}:work+4 {{ @ = count(); }}", "-c", f"{prog} {N}"])
+    rc, out, err = run_cli(["--engine", "tracefs", "-e", f"uprobe:{prog}:work+4 {{ @ = count(); }}", "-c", f"{prog} {N}"])
     assert rc == 0, err
     assert f"@: {N}\n" in out, out
     # the same place as a raw file offset
     off = resolve_uprobe(prog, "work").offset + 4
-    rc, out, err = run_cli(["-e", f"uprobe:{prog}:0x{off:x} {{ @ = count(); }}", "-c", f"{prog} {N}"])
+    rc, out, err = run_cli(["--engine", "tracefs", "-e", f"uprobe:{prog}:0x{off:x} {{ @ = count(); }}", "-c", f"{prog} {N}"])
     assert rc == 0, err
     assert f"@: {N}\n" in out, out
     assert session_leftovers() == []

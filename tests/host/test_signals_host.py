@@ -102,5 +102,6 @@ def test_trace_stops_on_every_sigterm_and_sighup(fork_load: None) -> None:
 def test_program_stops_on_every_sigterm_and_sighup(fork_load: None) -> None:
     # like bpftrace on a signal while running: END runs, maps are printed, exit status 0;
     # a signal while it is still arming (or before BEGIN) ends it with 128 + signal
-    _signal_runs(["-e", "tracepoint:sched:sched_process_fork { @ = count(); }"], "sched_process_fork",
+    _signal_runs(["--engine", "tracefs", "-e", "tracepoint:sched:sched_process_fork { @ = count(); }"],
+                 "sched_process_fork",
                  {signal.SIGTERM: (0, 128 + signal.SIGTERM), signal.SIGHUP: (0, 128 + signal.SIGHUP)})

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from kprobes.backends.tracefs.session import Session
 from kprobes.btf import BTF
 from kprobes.engines.evaluator import ExitProgram, Runtime, compile_variants
+from kprobes.engines.lifecycle import Timers
 from kprobes.engines.plan import ProgramPlan
-from kprobes.engines.runner import RunOptions, _Timers, run_plan
+from kprobes.engines.runner import RunOptions, run_plan
 from kprobes.engines.runtime import Output, ProcInfo, make_maps
 from kprobes.engines.targets import Target
 from kprobes.errors import KprobesError
@@ -321,10 +322,10 @@ def test_timers_fire_in_order() -> None:
     def mk(name: str) -> Any:
         return lambda ev, tgt: fired.append(f"{name}@{ev.timestamp_ns}")
 
-    t = _Timers([(10, mk("a"), Target("interval", "", "a", "")),
-                 (25, mk("b"), Target("interval", "", "b", ""))], 0)
-    t.fire(5, lambda ts: TraceEvent("x", 1, 0, ts, "interval"))
-    t.fire(30, lambda ts: TraceEvent("x", 1, 0, ts, "interval"))
+    t = Timers([(10, mk("a"), Target("interval", "", "a", "")),
+                (25, mk("b"), Target("interval", "", "b", ""))], 0)
+    t.fire(5)
+    t.fire(30)
     assert fired == ["a@10", "a@20", "b@25", "a@30"]
 
 

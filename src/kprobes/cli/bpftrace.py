@@ -12,11 +12,15 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import os
-from typing import Any, List, Optional, TextIO, cast
+from typing import TYPE_CHECKING, List, Optional, TextIO, cast
 
 from ..errors import KprobesError
 from ..lang.diagnostics import LangError
 from .main import ArgParser, Streams, UsageError
+
+if TYPE_CHECKING:
+    from ..backends.kernel import Kernel
+    from ..btf import BTF
 
 USAGE = """\
 usage: kprobes [OPTIONS] -e 'PROGRAM'
@@ -24,8 +28,9 @@ usage: kprobes [OPTIONS] -e 'PROGRAM'
        kprobes -l [GLOB]     (-lv: with arguments)
 """
 DESCRIPTION = """\
-Run a bpftrace program on the tracefs engine: kernel dynamic events, kernel
-event filters and Python (no compiler, no BPF).
+Run a bpftrace program: compiled to eBPF in Python (--engine bpf), or on
+kernel dynamic events, kernel event filters and Python (--engine tracefs);
+--engine auto (default) picks bpf where the kernel allows it.
 
 examples:
   kprobes -e 'kprobe:do_sys_openat2 { printf("%s: %s\\n", comm, str(arg1)); }'
@@ -60,8 +65,9 @@ def build_parser() -> ArgParser:
                    help="(kprobes) keep only functions also matching GLOB in kprobe wildcards")
     p.add_argument("--buffer-size", type=int, default=4096, metavar="KB",
                    help="(kprobes) per-CPU trace buffer (default 4096)")
-    p.add_argument("--engine", choices=("tracefs", "bpf"), default="tracefs",
-                   help="(kprobes) tracefs events + Python (default), or eBPF programs")
+    p.add_argument("--engine", choices=("auto", "bpf", "tracefs"), default="auto",
+                   help="(kprobes) eBPF programs compiled in Python, or tracefs events + Python; "
+                        "auto (default): bpf where the kernel allows it and the program compiles")
     return p
 
 
@@ -93,35 +99,30 @@ def run(args: List[str], streams: Streams) -> int:
         filename = ns.file
     else:
         raise UsageError("no program given", hint="kprobes -e 'PROGRAM' or kprobes FILE.bt")
-    from ..engines.tracefs_engine import EngineOptions, RunOptions, prepare
-    from ..engines.tracefs_engine import run as run_engine
+    from ..engines.base import PlanOptions, prepare
 
-    plan: Any
     try:
-        if ns.engine == "bpf":  # temporary switch until the engine seam (issue 12)
-            from ..engines import bpf as bpf_engine
-            from ..engines.bpf.plan import BpfOptions
-
-            plan = bpf_engine.prepare(text, filename, BpfOptions(
-                unsafe=ns.unsafe, wildcard_filter=ns.wildcard_filter, pid=ns.pid or 0))
-            run_engine = bpf_engine.run  # type: ignore[assignment]
-        else:
-            plan = prepare(text, filename, EngineOptions(unsafe=ns.unsafe,
-                                                         wildcard_filter=ns.wildcard_filter))
+        sel = prepare(text, filename, engine=ns.engine,
+                      opts=PlanOptions(unsafe=ns.unsafe, wildcard_filter=ns.wildcard_filter,
+                                       pid=ns.pid or 0))
     except LangError as e:
         streams.err.write(e.message + "\n")
         return e.exit_code
-    for w in plan.checked.warnings:
+    for w in sel.plan.checked.warnings:
         from ..lang.diagnostics import render_diagnostic
         from ..lang.source import Source
 
         streams.err.write(render_diagnostic(w, Source(text, filename)) + "\n")
     if ns.dry_run:
-        streams.out.write(plan.describe())
+        streams.out.write(sel.describe())
         return 0
+    if sel.fallback_line:
+        streams.err.write(sel.fallback_line + "\n")
     validate.check_pid(ns.pid)
     validate.check_shell_command(ns.command)
     validate.check_output_path(ns.output)
+    from ..engines.lifecycle import RunOptions
+
     opts = RunOptions(command=ns.command, pid=ns.pid, duration=ns.duration, fmt=ns.format,
                       buffer_size_kb=ns.buffer_size)
     out: TextIO = streams.out
@@ -134,7 +135,7 @@ def run(args: List[str], streams: Streams) -> int:
                                hint="give a file in a directory you can write to") from None  # fmt: skip
         out = cast(TextIO, fh)
     try:
-        return run_engine(plan, opts, out, streams.err)
+        return sel.run(opts, out, streams.err)
     finally:
         if fh is not None:
             fh.close()
@@ -184,30 +185,27 @@ def _split_glob(glob: Optional[str]) -> tuple[str, str]:
 
 def list_probes(glob: Optional[str], verbose: bool, streams: Streams) -> int:
     """``-l [GLOB]``: probeable kernel functions and tracepoints (``-v``: their arguments)."""
-    from ..engines.tracefs_engine import tracefs_root
+    from ..backends.kernel import running_kernel
 
     provider, rest = _split_glob(glob)
     out = streams.out
-    root = tracefs_root()
+    kernel = running_kernel()
+    root = kernel.tracefs_root
     if provider.startswith("u"):
         return _list_uprobes(provider, rest, out)
     if fnmatch.fnmatchcase("kprobe", provider) or fnmatch.fnmatchcase("kretprobe", provider):
-        _list_kprobes(provider, rest, verbose, out, root)
+        _list_kprobes(provider, rest, verbose, out, kernel)
     if fnmatch.fnmatchcase("tracepoint", provider) and root is not None:
         _list_tracepoints(rest, verbose, out, root)
     return 0
 
 
-def _list_kprobes(provider: str, pattern: str, verbose: bool, out: TextIO, root: Optional[str]) -> None:
-    from ..backends.symbols import expand_glob, load_kernel_symbols
+def _list_kprobes(provider: str, pattern: str, verbose: bool, out: TextIO, kernel: "Kernel") -> None:
+    from ..backends.symbols import expand_glob
 
-    syms = load_kernel_symbols(tracefs=root)
+    syms = kernel.symbols
     names = expand_glob(pattern, syms.kallsyms, syms.filter_functions, syms.blacklist)
-    btf = None
-    if verbose:
-        from ..engines.tracefs_engine import _btf_or_none
-
-        btf = _btf_or_none()
+    btf = kernel.btf if verbose else None
     kinds = [k for k in ("kprobe", "kretprobe") if fnmatch.fnmatchcase(k, provider)][:1]
     for kind in kinds:
         for n in names:
@@ -216,11 +214,9 @@ def _list_kprobes(provider: str, pattern: str, verbose: bool, out: TextIO, root:
                 out.write(_btf_params(btf, n))
 
 
-def _btf_params(btf: object, func: str) -> str:
-    from ..btf import BTF
+def _btf_params(btf: "BTF", func: str) -> str:
     from ..btf.render import type_name
 
-    assert isinstance(btf, BTF)
     try:
         sig = btf.func_proto(func)
     except KprobesError:

@@ -23,33 +23,22 @@ already covers them.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, TextIO, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, TextIO, Tuple
 
 from ..backends.process import spawn_gated
 from ..errors import FeatureMissing, KprobesError
 from ..events.cmdlines import IDLE_COMM
-from ..events.model import TraceEvent
 from .evaluator import ExitProgram, ProbeRunner, Runtime, compile_variants
+from .lifecycle import Lifecycle, RunOptions, UserProbes, run_main
 from .plan import KernelEvent, ProgramPlan
-from .runtime import Output, make_maps, own_comm
+from .runtime import Output, make_maps
 from .targets import Target, explain_refusal
 
+if TYPE_CHECKING:
+    from ..backends.tracefs.session import Session
+
 __all__ = ["RunOptions", "run_plan", "add_eprobe", "spawn_gated"]
-
-@dataclass
-class RunOptions:
-    """How to run: ``command`` (-c), ``pid`` (-p), ``duration`` (ours), output format."""
-
-    command: Optional[str] = None
-    pid: Optional[int] = None
-    duration: Optional[float] = None
-    fmt: str = "text"
-    buffer_size_kb: int = 4096
-    progress_every: int = 100
-
 
 def add_eprobe(session: object, definition: str, *, filter: Optional[str] = None) -> object:
     """Arm ``e:NAME SYS.EVENT ARGS`` in ``session``'s group and instance (see module docstring)."""
@@ -86,31 +75,6 @@ def add_eprobe(session: object, definition: str, *, filter: Optional[str] = None
     return probe
 
 
-class _Timers:
-    """interval probes: each fires every ``period`` ns from the program start."""
-
-    def __init__(self, entries: List[Tuple[int, ProbeRunner, Target]], start_ns: int) -> None:
-        self.entries = [(period, runner, target) for period, runner, target in entries]
-        self.next = [start_ns + period for period, _, _ in entries]
-        self.due = min(self.next) if self.next else None
-
-    def fire(self, now_ns: int, make_event: Callable[[int], TraceEvent]) -> None:
-        if self.due is None or now_ns < self.due:
-            return
-        while self.due is not None and now_ns >= self.due:
-            i = self.next.index(self.due)
-            period, runner, target = self.entries[i]
-            tick = self.next[i]
-            self.next[i] = tick + period
-            self.due = min(self.next)
-            runner(make_event(tick), target)
-
-
-def _synthetic(name: str, ts: int) -> TraceEvent:
-    pid = os.getpid()
-    return TraceEvent(comm=own_comm(), pid=pid, cpu=0, timestamp_ns=ts, event=name, tgid=pid)
-
-
 def _arm(session: object, ev: KernelEvent, unsafe: bool = False) -> None:
     from ..backends.tracefs.session import Session
 
@@ -145,64 +109,37 @@ def run_plan(
     *,
     session_factory: Optional[Callable[[], object]] = None,
 ) -> int:
-    """Run ``plan`` to its end; returns the exit status."""
+    """Run ``plan`` to its end; returns the exit status (see :mod:`.lifecycle`)."""
     from ..backends.tracefs.session import Session
 
     checked = plan.checked
     output = Output(out, opts.fmt)
     rt = Runtime(make_maps(checked), output, time.monotonic_ns())
     runners = compile_variants(checked, plan.variants, rt)
-    begin: List[Tuple[ProbeRunner, Target]] = []
-    end: List[Tuple[ProbeRunner, Target]] = []
-    timers: List[Tuple[int, ProbeRunner, Target]] = []
+    user = UserProbes.empty()
     table: Dict[str, List[Tuple[ProbeRunner, Target]]] = {}
     for v, runner in zip(plan.variants, runners):
         if v.family in ("BEGIN", "END"):
-            (begin if v.family == "BEGIN" else end).append((runner, Target(v.family, "", v.family, "")))
+            (user.begin if v.family == "BEGIN" else user.end).append(
+                (runner, Target(v.family, "", v.family, "")))
         elif v.family == "interval":
             probe = checked.program.probes[v.probe_index]
             ap = next(a for a in probe.attach_points if a.provider == "interval")
-            timers.append((v.period_ns, runner, Target("interval", "", ap.name, "")))
+            user.timers.append((v.period_ns, runner, Target("interval", "", ap.name, "")))
         for ev in v.events:
             table.setdefault(ev.event, []).append((runner, ev.target))
     factory = session_factory or (lambda: Session(buffer_size_kb=opts.buffer_size_kb))
-    output.attached(plan.attach_count)
-    output.flush()
-    proc: Optional["subprocess.Popen[bytes]"] = None
+    lc = Lifecycle(opts, output, rt, user, err)
+    lc.attaching(plan.attach_count)
     session = factory()
     assert isinstance(session, Session)
     with session as s:
         if opts.pid:
             s.set_pids([opts.pid])  # before arming: nothing of other processes gets recorded
         _arm_all(s, plan, opts, err)
-        rt.start_ns = time.monotonic_ns()
-        clock = _Timers(timers, rt.start_ns)
-        try:
-            for runner, target in begin:
-                runner(_synthetic("BEGIN", time.monotonic_ns()), target)
-            if not rt.exit_requested:
-                if opts.command:
-                    proc, gate = spawn_gated(["sh", "-c", opts.command])
-                    os.write(gate, b"go\n")
-                    os.close(gate)
-                _loop(s, rt, table, clock, proc, opts)
-        except ExitProgram:
-            pass
-        except KeyboardInterrupt:
-            pass
-        finally:
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                proc.wait()
-        _report_lost(s, err)
-    try:
-        for runner, target in end:
-            runner(_synthetic("END", time.monotonic_ns()), target)
-    except ExitProgram:
-        pass
-    output.exit_maps(list(rt.maps.values()))
-    output.flush()
-    return 0
+        run_main(lc, lambda lc: _loop(s, lc, table))
+        lc.report_loss(_loss_lines(s))
+    return lc.finish(rt.maps.values())
 
 
 def _arm_all(s: object, plan: ProgramPlan, opts: RunOptions, err: TextIO) -> None:
@@ -239,30 +176,18 @@ def _arm_all(s: object, plan: ProgramPlan, opts: RunOptions, err: TextIO) -> Non
     err.flush()
 
 
-def _loop(
-    s: object,
-    rt: Runtime,
-    table: Dict[str, List[Tuple[ProbeRunner, Target]]],
-    clock: _Timers,
-    proc: "Optional[subprocess.Popen[bytes]]",
-    opts: RunOptions,
-) -> None:
-    from ..backends.tracefs.session import Session
-
-    assert isinstance(s, Session)
-
-    def make(tick: int) -> TraceEvent:
-        return _synthetic("interval", tick)
+def _loop(s: "Session", lc: Lifecycle, table: Dict[str, List[Tuple[ProbeRunner, Target]]]) -> None:
+    rt, clock = lc.rt, lc.clock
 
     def until() -> bool:
         if rt.exit_requested:
             return True
         if clock.due is not None:
-            clock.fire(time.monotonic_ns(), make)
-        return rt.exit_requested or (proc is not None and proc.poll() is not None)
+            clock.fire(time.monotonic_ns())
+        return rt.exit_requested or lc.command_exited()
 
     get = table.get
-    for ev in s.events(opts.duration, until=until):
+    for ev in s.events(lc.opts.duration, until=until):
         if rt.exit_requested:
             continue
         if not ev.pid and ev.comm == IDLE_COMM:
@@ -271,7 +196,7 @@ def _loop(
         if handlers is None:
             continue
         if clock.due is not None and ev.timestamp_ns >= clock.due:
-            clock.fire(ev.timestamp_ns, make)
+            clock.fire(ev.timestamp_ns)
         try:
             for runner, target in handlers:
                 runner(ev, target)
@@ -279,18 +204,19 @@ def _loop(
             s.stop()
 
 
-def _report_lost(s: object, err: TextIO) -> None:
-    """Say on stderr when the kernel dropped events (bpftrace prints "Lost N events")."""
+def _loss_lines(s: object) -> List[str]:
+    """What the kernel dropped, in one sentence (bpftrace prints "Lost N events")."""
     ledger = getattr(s, "ledger", None)
     if ledger is not None:
         try:
             if ledger.any_loss:
-                err.write(ledger.report() + "\n")  # one sentence: "kprobes: N events lost: why"
+                return [ledger.report()]  # "kprobes: N events lost: why"
         except (OSError, ValueError, KprobesError):  # the report never hides the program's output
             pass
-        return
+        return []
     unparsed = getattr(s, "unparsed", [])
     lost = sum(1 for u in unparsed if u.reason.startswith("lost events"))
     if lost:
-        err.write(f"kprobes: the kernel dropped events ({lost} report(s) of lost events); "
-                  "raise the buffer with --buffer-size\n")
+        return [f"kprobes: the kernel dropped events ({lost} report(s) of lost events); "
+                "raise the buffer with --buffer-size"]
+    return []

@@ -21,13 +21,10 @@ clock, i.e. CLOCK_MONOTONIC, the clock of bpftrace 0.17's ``nsecs``
 
 from __future__ import annotations
 
-import functools
-import gzip
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, TextIO
 
-from ..errors import BTFError
 from ..lang import check, parse_program
 from ..lang.checked import CheckedProgram
 from ..probes.arch import Arch, get_arch, host_arch
@@ -38,6 +35,7 @@ from .targets import DEFAULT_BUDGET, Governor, SymbolSource
 
 if TYPE_CHECKING:
     from ..btf import BTF
+    from .base import Checked, Plan, PlanOptions
 
 __all__ = [
     "EngineOptions", "RunOptions", "prepare", "check_program", "run", "tracefs_root",
@@ -59,50 +57,20 @@ class EngineOptions:
 
 
 def tracefs_root() -> Optional[str]:
-    """The mounted tracefs directory, or None (never mounts anything)."""
-    from ..backends.tracefs.fs import find_tracefs
+    """The running kernel's tracefs directory, or None (see :class:`~kprobes.backends.kernel.Kernel`)."""
+    from ..backends.kernel import running_kernel
 
-    try:
-        return find_tracefs(mount=False)
-    except Exception:  # noqa: BLE001 - any failure means "not available"
-        return None
-
-
-def _kernel_config() -> Optional[str]:
-    try:
-        with gzip.open("/proc/config.gz", "rt", encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        pass
-    try:
-        with open(f"/boot/config-{os.uname().release}", encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return None
+    return running_kernel().tracefs_root
 
 
 def eprobes_available(root: Optional[str]) -> bool:
-    """Whether the kernel has event probes (``e:`` dynamic events).
+    """Whether the running kernel has event probes (``e:`` dynamic events) under ``root``."""
+    from ..backends.kernel import running_kernel
 
-    They need ``dynamic_events``; kernels that made them optional say so in
-    their config (CONFIG_EPROBE_EVENTS, Linux 6.1+ has the symbol only on some
-    builds); without a readable config they are assumed present.
-    """
-    if root is None or not os.path.exists(os.path.join(root, "dynamic_events")):
+    k = running_kernel()
+    if root is None:
         return False
-    config = _kernel_config()
-    if config is None:
-        return True
-    if "# CONFIG_EPROBE_EVENTS is not set" in config:
-        return False
-    return True
-
-
-@functools.lru_cache(maxsize=1)
-def _load_btf() -> BTF:
-    from ..btf import load_vmlinux
-
-    return load_vmlinux()
+    return k.eprobes if root == k.tracefs_root else os.path.exists(os.path.join(root, "dynamic_events"))
 
 
 def _arch(opts: EngineOptions) -> Arch:
@@ -124,10 +92,9 @@ def check_program(
 
 
 def _btf_or_none() -> Optional[BTF]:
-    try:
-        return _load_btf()
-    except BTFError:
-        return None
+    from ..backends.kernel import running_kernel
+
+    return running_kernel().btf
 
 
 def prepare(
@@ -158,3 +125,32 @@ def prepare(
 def run(plan: ProgramPlan, opts: RunOptions, out: TextIO, err: TextIO) -> int:
     """Run a planned program to its end (see :mod:`.runner`); returns the exit status."""
     return run_plan(plan, opts, out, err)
+
+
+class TracefsEngine:
+    """The :class:`~kprobes.engines.base.Engine` of kernel dynamic events and Python."""
+
+    name = "tracefs"
+
+    def refusal(self, prog: "Checked") -> Optional[str]:
+        return None  # its own errors say what is missing (no tracefs, no kprobes)
+
+    def plan(self, prog: "Checked", opts: "PlanOptions") -> ProgramPlan:
+        k = prog.kernel
+        eprobes = opts.eprobes if opts.eprobes is not None else k.eprobes
+        return plan_program(
+            prog.checked,
+            arch=prog.arch,
+            provider=prog.provider,
+            symbols=prog.symbols,
+            eprobes=eprobes,
+            governor=Governor(opts.budget if opts.budget is not None else DEFAULT_BUDGET, opts.unsafe),
+            wildcard_filter=opts.wildcard_filter,
+        )
+
+    def run(self, plan: "Plan", opts: RunOptions, out: TextIO, err: TextIO) -> int:
+        assert isinstance(plan, ProgramPlan)
+        return run_plan(plan, opts, out, err)
+
+
+ENGINE = TracefsEngine()

@@ -23,12 +23,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional, TextIO
 
 if TYPE_CHECKING:
-    from ..runner import RunOptions
+    from ..base import Checked, Plan, PlanOptions
+    from ..lifecycle import RunOptions
     from ..targets import SymbolSource
     from .plan import BpfOptions, BpfPlan
     from .unit import Caps
 
-__all__ = ["BpfOptions", "prepare", "run"]
+__all__ = ["BpfOptions", "prepare", "run", "ENGINE"]
 
 
 def __getattr__(name: str) -> object:
@@ -53,23 +54,21 @@ def prepare(
     ``caps`` (None: probed from the running kernel) says which BPF features the
     generated code may use.
     """
-    from ...probes.arch import get_arch, host_arch
-    from ..provider import KernelTypeProvider
-    from ..targets import SymbolSource
-    from ..tracefs_engine import _btf_or_none, check_program, tracefs_root
+    from ..base import check_program
+
+    prog = check_program(text, filename, arch=opts.arch, provider=provider,  # type: ignore[arg-type]
+                         symbols=symbols)
+    return _plan(prog, opts, caps)
+
+
+def _plan(prog: "Checked", opts: "BpfOptions", caps: Optional["Caps"]) -> "BpfPlan":
     from .plan import plan_checked
     from .unit import Caps
 
-    arch = get_arch(opts.arch) if opts.arch else host_arch()
-    root = tracefs_root()
-    prov = provider if provider is not None else KernelTypeProvider(_btf_or_none, root)
-    checked = check_program(text, filename, provider=prov, arch=arch)  # type: ignore[arg-type]
     if caps is None:
-        from ...backends.bpf.features import probe_features
-
-        caps = Caps.from_features(probe_features())
-    return plan_checked(checked, arch=arch.name, types=prov,
-                        symbols=symbols or SymbolSource(tracefs_root=root), caps=caps, opts=opts)
+        caps = Caps.from_features(prog.kernel.bpf_features)
+    return plan_checked(prog.checked, arch=prog.arch.name, types=prog.provider,
+                        symbols=prog.symbols, caps=caps, opts=opts)
 
 
 def run(plan: "BpfPlan", opts: "RunOptions", out: TextIO, err: TextIO) -> int:
@@ -77,3 +76,39 @@ def run(plan: "BpfPlan", opts: "RunOptions", out: TextIO, err: TextIO) -> int:
     from .lifecycle import run_plan
 
     return run_plan(plan, opts, out, err)
+
+
+def _providers(prog: "Checked") -> "set[str]":
+    return {ap.provider for probe in prog.checked.program.probes for ap in probe.attach_points}
+
+
+class BpfEngine:
+    """The :class:`~kprobes.engines.base.Engine` of eBPF programs compiled in Python."""
+
+    name = "bpf"
+
+    def refusal(self, prog: "Checked") -> Optional[str]:
+        from ...backends.kernel import bpf_refusal
+
+        providers = _providers(prog) - {"BEGIN", "END", "interval"}
+        if not providers:
+            return None
+        return bpf_refusal(prog.kernel.bpf_features, providers)
+
+    def plan(self, prog: "Checked", opts: "PlanOptions") -> "Plan":
+        from .plan import BpfOptions
+
+        o = BpfOptions(unsafe=opts.unsafe, wildcard_filter=opts.wildcard_filter, arch=opts.arch,
+                       pid=opts.pid)
+        if opts.budget is not None:
+            o.budget = opts.budget
+        return _plan(prog, o, None)
+
+    def run(self, plan: "Plan", opts: "RunOptions", out: TextIO, err: TextIO) -> int:
+        from .plan import BpfPlan
+
+        assert isinstance(plan, BpfPlan)
+        return run(plan, opts, out, err)
+
+
+ENGINE = BpfEngine()

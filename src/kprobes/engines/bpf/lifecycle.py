@@ -14,20 +14,17 @@ if the process dies, SIGKILL included, the kernel drops them all.
 
 from __future__ import annotations
 
-import os
 import re
 import struct
-import subprocess
 import time
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from ...agg import compile_printf, format_time
 from ...errors import KprobesError, VerifierError
-from ...events.model import TraceEvent
-from ..evaluator import ExitProgram, ProbeCompiler, ProbeRunner, Runtime
+from ..evaluator import ProbeCompiler, Runtime
+from ..lifecycle import Lifecycle, RunOptions, UserProbes, run_main
 from ..plan import Variant
-from ..runner import RunOptions
-from ..runtime import KernelSymbolizer, Output, own_comm
+from ..runtime import KernelSymbolizer, Output
 from ..targets import Target
 from .kmaps import KernelMap
 from .layout import KeyPart
@@ -182,29 +179,6 @@ def _attach_profile(s: Any, p: BpfProgram, prog: Any) -> None:
         s.links.append(s.own(attach_perf_event(prog, ev)))
 
 
-class _Timers:
-    def __init__(self, entries: List[Tuple[int, ProbeRunner, Target]], start_ns: int) -> None:
-        self.entries = entries
-        self.next = [start_ns + period for period, _, _ in entries]
-
-    @property
-    def due(self) -> Optional[int]:
-        return min(self.next) if self.next else None
-
-    def fire(self, now_ns: int) -> None:
-        while self.next and now_ns >= min(self.next):
-            i = self.next.index(min(self.next))
-            period, runner, target = self.entries[i]
-            tick = self.next[i]
-            self.next[i] = tick + period
-            runner(_synthetic("interval", tick), target)
-
-
-def _synthetic(name: str, ts: int) -> TraceEvent:
-    pid = os.getpid()
-    return TraceEvent(comm=own_comm(), pid=pid, cpu=0, timestamp_ns=ts, event=name, tgid=pid)
-
-
 def _ring_reader(plan: BpfPlan, fds: Dict[Any, Any], loss: Any) -> Any:
     from ...bpf.maps import MapType
 
@@ -224,17 +198,15 @@ def _ring_reader(plan: BpfPlan, fds: Dict[Any, Any], loss: Any) -> Any:
 
 
 def run_plan(plan: BpfPlan, opts: RunOptions, out: TextIO, err: TextIO) -> int:
-    """Run ``plan`` to its end; returns the exit status."""
+    """Run ``plan`` to its end; returns the exit status (see :mod:`..lifecycle`)."""
     from ...backends.bpf import BpfSession, Map
     from ...backends.bpf.loss import LossCounts
-    from ...backends.process import spawn_gated
 
     checked = plan.checked
     unit = plan.unit
     output = Output(out, opts.fmt)
     ksym = KernelSymbolizer()
     loss = LossCounts()
-    proc: Optional["subprocess.Popen[bytes]"] = None
     with BpfSession() as s:
         fds: Dict[Any, Any] = {}
         for spec in unit.all_specs():
@@ -249,9 +221,7 @@ def run_plan(plan: BpfPlan, opts: RunOptions, out: TextIO, err: TextIO) -> int:
             s.own(reader)
         decoder = RecordDecoder(plan, maps, output, ksym, sym.with_indent(8))
         rt = Runtime(dict(maps), output, time.monotonic_ns())
-        begin: List[Tuple[ProbeRunner, Target]] = []
-        end: List[Tuple[ProbeRunner, Target]] = []
-        timers: List[Tuple[int, ProbeRunner, Target]] = []
+        user = UserProbes.empty()
         for up in plan.user:
             probe = checked.program.probes[up.probe_index]
             conj = (probe.predicate,) if probe.predicate is not None else ()
@@ -259,52 +229,34 @@ def run_plan(plan: BpfPlan, opts: RunOptions, out: TextIO, err: TextIO) -> int:
                                    rt).compile()
             target = Target(up.provider, "", up.name, "")
             if up.provider == "BEGIN":
-                begin.append((runner, target))
+                user.begin.append((runner, target))
             elif up.provider == "END":
-                end.append((runner, target))
+                user.end.append((runner, target))
             else:
-                timers.append((up.period_ns, runner, target))
-        output.attached(plan.attach_count)
-        output.flush()
+                user.timers.append((up.period_ns, runner, target))
+        lc = Lifecycle(opts, output, rt, user, err)
+        lc.attaching(plan.attach_count)
         for p in plan.programs:
             _attach(s, plan, p, fds, opts.pid or 0, err)
-        rt.start_ns = time.monotonic_ns()
-        if unit.globals is not None:
-            fds[unit.globals].update(struct.pack("=I", 0), struct.pack("=QQ", rt.start_ns, 0))
-        clock = _Timers(timers, rt.start_ns)
-        try:
-            for runner, target in begin:
-                runner(_synthetic("BEGIN", time.monotonic_ns()), target)
-            if not rt.exit_requested:
-                if opts.command:
-                    proc, gate = spawn_gated(["sh", "-c", opts.command])
-                    os.write(gate, b"go\n")
-                    os.close(gate)
-                _loop(reader, decoder, rt, clock, proc, opts)
-        except ExitProgram:
-            pass
-        except KeyboardInterrupt:
-            pass
-        finally:
+
+        def started(lc: Lifecycle) -> None:
+            if unit.globals is not None:
+                fds[unit.globals].update(struct.pack("=I", 0), struct.pack("=QQ", lc.rt.start_ns, 0))
+            _loop(reader, decoder, lc)
+
+        def stop() -> None:
             for ln in list(s.links):
                 ln.close()
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                proc.wait()
+
+        run_main(lc, started, stop)
         if reader is not None and not decoder.exit_requested and not rt.exit_requested:
             _drain(reader, decoder)
         if reader is not None and getattr(reader, "drops", None) is not None:
             reader.drops.update()
-        try:
-            for runner, target in end:
-                runner(_synthetic("END", time.monotonic_ns()), target)
-        except ExitProgram:
-            pass
-        output.exit_maps(list(maps.values()))
-        output.flush()
+        status = lc.finish(maps.values())
     if loss.total:
-        err.write("kprobes: " + "; ".join(loss.report()) + "\n")
-    return 0
+        lc.report_loss(["kprobes: " + "; ".join(loss.report())])
+    return status
 
 
 def _handler(reader: Any, decoder: RecordDecoder) -> Callable[..., None]:
@@ -319,27 +271,23 @@ def _drain(reader: Any, decoder: RecordDecoder) -> None:
     reader.drain(_handler(reader, decoder))
 
 
-def _loop(reader: Any, decoder: RecordDecoder, rt: Runtime, clock: _Timers,
-          proc: "Optional[subprocess.Popen[bytes]]", opts: RunOptions) -> None:
-    deadline = time.monotonic() + opts.duration if opts.duration else None
+def _loop(reader: Any, decoder: RecordDecoder, lc: Lifecycle) -> None:
+    rt, clock = lc.rt, lc.clock
     handler = _handler(reader, decoder) if reader is not None else None
     while not (decoder.exit_requested or rt.exit_requested):
-        now = time.monotonic()
-        timeout = 0.1
-        due = clock.due
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - time.monotonic_ns()) / 1e9))
-        if deadline is not None:
-            if now >= deadline:
+        timeout = clock.timeout(0.1)
+        if lc.deadline is not None:
+            now = time.monotonic()
+            if now >= lc.deadline:
                 return
-            timeout = min(timeout, deadline - now)
+            timeout = min(timeout, lc.deadline - now)
         if reader is not None:
             reader.poll(timeout, handler)
         else:
             time.sleep(timeout)
-        if due is not None:
+        if clock.due is not None:
             clock.fire(time.monotonic_ns())
-        if proc is not None and proc.poll() is not None:
+        if lc.command_exited():
             if reader is not None:
                 _drain(reader, decoder)
             return

@@ -1,0 +1,216 @@
+"""The engine seam: every engine plans a checked program for a kernel, describes it, runs it.
+
+    from kprobes.engines.base import PlanOptions, prepare
+    sel = prepare(text, "stdin", engine="auto")   # parse, check, choose, plan
+    print(sel.describe())                          # what --dry-run prints
+    sel.run(RunOptions(duration=5), sys.stdout, sys.stderr)
+
+An engine is a module listed in :data:`ENGINES` whose ``ENGINE`` attribute
+follows :class:`Engine`; the CLI names engines only by these strings, so adding
+one is a new module and one line here.  ``auto`` picks ``bpf`` where the kernel
+allows it and the program compiles, else ``tracefs``, and says why
+(:attr:`Selection.reason`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Dict, List, Optional, Protocol, TextIO
+
+from ..errors import KprobesError
+
+if TYPE_CHECKING:
+    from ..backends.kernel import Kernel
+    from ..lang.checked import CheckedProgram
+    from ..probes.arch import Arch
+    from .lifecycle import RunOptions
+    from .provider import KernelTypeProvider
+    from .targets import SymbolSource
+
+__all__ = [
+    "ENGINES", "AUTO", "Engine", "Plan", "PlanOptions", "Checked", "Selection", "get_engine",
+    "check_program", "prepare",
+]  # fmt: skip
+
+#: Engine name -> module defining ``ENGINE`` (imported only when chosen).
+ENGINES: Dict[str, str] = {
+    "bpf": "kprobes.engines.bpf",
+    "tracefs": "kprobes.engines.tracefs_engine",
+}
+AUTO = "auto"
+#: What ``auto`` tries, in order.
+AUTO_ORDER = ("bpf", "tracefs")
+
+
+@dataclass
+class PlanOptions:
+    """Planning choices shared by every engine: the governor (``unsafe``, ``budget``),
+    ``wildcard_filter`` (a second glob every kprobe wildcard must also match), ``pid``
+    (-p), ``arch`` (None: this machine's), ``eprobes`` (tracefs; None: detect)."""
+
+    unsafe: bool = False
+    budget: Optional[int] = None
+    wildcard_filter: Optional[str] = None
+    pid: int = 0
+    arch: Optional[str] = None
+    eprobes: Optional[bool] = None
+
+
+@dataclass
+class Checked:
+    """A checked program with what planning it needs (shared by all engines)."""
+
+    checked: "CheckedProgram"
+    kernel: "Kernel"
+    provider: "KernelTypeProvider"
+    arch: "Arch"
+    symbols: "SymbolSource"
+
+
+class Plan(Protocol):
+    """What an engine's planner returns."""
+
+    checked: "CheckedProgram"
+
+    @property
+    def attach_count(self) -> int: ...
+
+    def describe(self) -> str: ...
+
+
+class Engine(Protocol):
+    """One way to run bpftrace programs."""
+
+    name: str
+
+    def refusal(self, prog: Checked) -> Optional[str]:
+        """Why this engine cannot run ``prog`` on its kernel (None: it can try)."""
+
+    def plan(self, prog: Checked, opts: PlanOptions) -> Plan:
+        """Plan ``prog`` (raises :class:`~kprobes.lang.LangError` for what it cannot run)."""
+
+    def run(self, plan: Plan, opts: "RunOptions", out: TextIO, err: TextIO) -> int:
+        """Run ``plan`` to its end; returns the exit status."""
+
+
+def get_engine(name: str) -> Engine:
+    """The engine called ``name`` (see :data:`ENGINES`)."""
+    mod = ENGINES.get(name)
+    if mod is None:
+        raise KprobesError(f"no engine {name!r}", hint="engines: auto, " + ", ".join(sorted(ENGINES)))
+    return importlib.import_module(mod).ENGINE  # type: ignore[no-any-return]
+
+
+def check_program(
+    text: str,
+    filename: str = "stdin",
+    *,
+    kernel: Optional["Kernel"] = None,
+    arch: Optional[str] = None,
+    provider: Optional["KernelTypeProvider"] = None,
+    symbols: Optional["SymbolSource"] = None,
+) -> Checked:
+    """Parse and type-check ``text`` for ``kernel`` (raises :class:`~kprobes.lang.LangError`)."""
+    from ..backends.kernel import running_kernel
+    from ..lang import check, parse_program
+    from ..probes.arch import get_arch, host_arch
+    from .provider import KernelTypeProvider
+    from .targets import SymbolSource
+
+    k = kernel if kernel is not None else running_kernel()
+    a = get_arch(arch) if arch else host_arch()
+    prov = provider if provider is not None else KernelTypeProvider(k.btf_or_none, k.tracefs_root)
+    program = parse_program(text, filename)
+    checked = check(program, prov, max_args=len(a.arg_regs), arch_name=a.name)
+    syms = symbols if symbols is not None else SymbolSource(lambda: k.symbols, tracefs_root=k.tracefs_root)
+    return Checked(checked, k, prov, a, syms)
+
+
+@dataclass
+class Selection:
+    """The chosen engine, its plan, and why (``reason``: why ``auto`` fell back; ``tried``)."""
+
+    engine: Engine
+    plan: Plan
+    requested: str
+    reason: str = ""
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.engine.name
+
+    @property
+    def fallback_line(self) -> Optional[str]:
+        """The one stderr line ``auto`` prints when it did not choose its first engine."""
+        if self.requested == AUTO and self.reason:
+            return f"kprobes: using the {self.name} engine: {self.reason}"
+        return None
+
+    def describe(self) -> str:
+        """``--dry-run``: which engine and why, then the engine's plan."""
+        if self.requested == AUTO:
+            why = self.reason or "the kernel allows BPF and the program compiles"
+            head = f"engine: {self.name} (auto: {why})\n"
+        else:
+            head = f"engine: {self.name} (--engine {self.name})\n"
+        body = self.plan.describe()
+        if body.startswith(f"engine: {self.name}\n"):
+            body = body[len(f"engine: {self.name}\n"):]
+        return head + body
+
+    def run(self, opts: "RunOptions", out: TextIO, err: TextIO) -> int:
+        return self.engine.run(self.plan, opts, out, err)
+
+
+def _first_line(e: Exception) -> str:
+    from ..lang.diagnostics import LangError
+
+    if isinstance(e, LangError) and e.diagnostics:
+        return e.diagnostics[0].message
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def choose(prog: Checked, opts: PlanOptions, engine: str = AUTO) -> Selection:
+    """Plan ``prog`` on ``engine`` (``auto``: the first of :data:`AUTO_ORDER` that can run it)."""
+    from ..lang.diagnostics import LangError
+
+    if engine != AUTO:
+        eng = get_engine(engine)
+        return Selection(eng, eng.plan(prog, opts), engine)
+    reasons: List[str] = []
+    last: Optional[Exception] = None
+    for name in AUTO_ORDER:
+        eng = get_engine(name)
+        why = eng.refusal(prog)
+        if why is not None:
+            reasons.append(why)
+            continue
+        try:
+            plan = eng.plan(prog, opts)
+        except LangError as e:  # the program uses what this engine cannot do
+            if name == AUTO_ORDER[-1]:
+                raise (last if last is not None else e) from None
+            reasons.append(f"the {name} engine cannot run this program: {_first_line(e)}")
+            last = e
+            continue
+        return Selection(eng, plan, AUTO, reason="; ".join(reasons))
+    raise KprobesError("no engine can run this program here: " + "; ".join(reasons),
+                       hint="see kprobes doctor")
+
+
+def prepare(
+    text: str,
+    filename: str = "stdin",
+    *,
+    engine: str = AUTO,
+    opts: Optional[PlanOptions] = None,
+    kernel: Optional["Kernel"] = None,
+) -> Selection:
+    """Parse, check, choose an engine and plan (no kernel object is made)."""
+    o = opts if opts is not None else PlanOptions()
+    if engine != AUTO and engine not in ENGINES:
+        get_engine(engine)  # raises
+    prog = check_program(text, filename, kernel=kernel, arch=o.arch)
+    return choose(prog, o, engine)

@@ -1,0 +1,190 @@
+"""The lifecycle every engine shares: what happens around the engine's own event loop.
+
+Order of things, as bpftrace does them: ``Attaching N probes...``; the engine
+arms its probes; ``BEGIN`` runs; the ``-c`` command (started before arming,
+held at a gate) is released; the engine's loop reads events while
+``interval`` probes fire on time; the program ends on ``exit()``, when the
+``-c`` command exits, after ``--duration`` seconds (ours: bpftrace has no such
+option), on Ctrl-C, or on SIGTERM/SIGHUP (which sessions turn into
+:class:`~kprobes.backends.tracefs.session.SessionInterrupted`, a
+KeyboardInterrupt); the engine stops its probes and says what it lost;
+``END`` runs and every map is printed; the exit status is 0.
+
+An engine builds a :class:`Lifecycle` and calls, in order,
+:meth:`Lifecycle.attaching`, its arming, :func:`run_main` with its loop,
+its loss report (:meth:`Lifecycle.report_loss`), :meth:`Lifecycle.finish`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, List, Optional, TextIO, Tuple
+
+from ..events.model import TraceEvent
+from .evaluator import ExitProgram
+from .runtime import own_comm
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from .evaluator import ProbeRunner, Runtime
+    from .runtime import Output
+    from .targets import Target
+
+__all__ = ["RunOptions", "Timers", "UserProbes", "Lifecycle", "run_main", "synthetic"]
+
+
+@dataclass
+class RunOptions:
+    """How to run: ``command`` (-c), ``pid`` (-p), ``duration`` (ours), output format."""
+
+    command: Optional[str] = None
+    pid: Optional[int] = None
+    duration: Optional[float] = None
+    fmt: str = "text"
+    buffer_size_kb: int = 4096
+    progress_every: int = 100
+
+
+def synthetic(name: str, ts: int) -> TraceEvent:
+    """The event a Python-side probe (BEGIN, END, interval) runs on: this process at ``ts``."""
+    pid = os.getpid()
+    return TraceEvent(comm=own_comm(), pid=pid, cpu=0, timestamp_ns=ts, event=name, tgid=pid)
+
+
+Entry = Tuple["ProbeRunner", "Target"]
+
+
+class Timers:
+    """interval probes: each fires every ``period`` ns from the program start (``due``: the next)."""
+
+    def __init__(self, entries: List[Tuple[int, "ProbeRunner", "Target"]], start_ns: int) -> None:
+        self.entries = list(entries)
+        self.next = [start_ns + period for period, _, _ in self.entries]
+        self.due: Optional[int] = min(self.next) if self.next else None
+
+    def fire(self, now_ns: int) -> None:
+        """Run every interval probe due at ``now_ns`` (CLOCK_MONOTONIC), in tick order."""
+        while self.due is not None and now_ns >= self.due:
+            i = self.next.index(self.due)
+            period, runner, target = self.entries[i]
+            tick = self.next[i]
+            self.next[i] = tick + period
+            self.due = min(self.next)
+            runner(synthetic("interval", tick), target)
+
+    def timeout(self, cap: float) -> float:
+        """Seconds to wait before the next tick, at most ``cap``."""
+        if self.due is None:
+            return cap
+        return min(cap, max(0.0, (self.due - time.monotonic_ns()) / 1e9))
+
+
+@dataclass
+class UserProbes:
+    """The probes that run in Python whatever the engine: BEGIN, END, intervals."""
+
+    begin: List[Entry]
+    end: List[Entry]
+    timers: List[Tuple[int, "ProbeRunner", "Target"]]
+
+    @classmethod
+    def empty(cls) -> "UserProbes":
+        return cls([], [], [])
+
+
+class Lifecycle:
+    """The engine-neutral parts of a run (see the module docstring)."""
+
+    def __init__(self, opts: RunOptions, output: "Output", rt: "Runtime", user: UserProbes,
+                 err: TextIO) -> None:
+        self.opts = opts
+        self.output = output
+        self.rt = rt
+        self.user = user
+        self.err = err
+        self.clock = Timers([], 0)
+        self.proc: Optional["subprocess.Popen[bytes]"] = None
+        self.deadline: Optional[float] = None
+
+    def attaching(self, n: int) -> None:
+        """bpftrace's ``Attaching N probes...`` (before anything is armed)."""
+        self.output.attached(n)
+        self.output.flush()
+
+    def start(self) -> None:
+        """The probes are armed: the program's clock starts (``elapsed``, intervals, --duration)."""
+        self.rt.start_ns = time.monotonic_ns()
+        self.clock = Timers(self.user.timers, self.rt.start_ns)
+        if self.opts.duration:
+            self.deadline = time.monotonic() + self.opts.duration
+
+    def run_begin(self) -> None:
+        for runner, target in self.user.begin:
+            runner(synthetic("BEGIN", time.monotonic_ns()), target)
+
+    def release_command(self) -> None:
+        """Start ``-c CMD`` now that everything is armed (it exec()s only past its gate)."""
+        if not self.opts.command:
+            return
+        from ..backends.process import spawn_gated
+
+        self.proc, gate = spawn_gated(["sh", "-c", self.opts.command])
+        os.write(gate, b"go\n")
+        os.close(gate)
+
+    def command_exited(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def stop_command(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait()
+
+    def report_loss(self, lines: Iterable[str]) -> None:
+        """One stderr line per loss report (never hides the program's output)."""
+        for ln in lines:
+            self.err.write(ln.rstrip("\n") + "\n")
+        self.err.flush()
+
+    def finish(self, maps: Iterable[object]) -> int:
+        """``END``, then every map printed; the exit status."""
+        try:
+            for runner, target in self.user.end:
+                runner(synthetic("END", time.monotonic_ns()), target)
+        except ExitProgram:
+            pass
+        self.output.exit_maps(list(maps))  # type: ignore[arg-type]
+        self.output.flush()
+        return 0
+
+
+def run_main(lc: Lifecycle, loop: Callable[[Lifecycle], None],
+             stop: Optional[Callable[[], None]] = None) -> None:
+    """BEGIN, release -c, the engine's ``loop`` until the program ends; ``stop`` the probes.
+
+    exit(), Ctrl-C and SIGTERM/SIGHUP (KeyboardInterrupt subclasses) end the loop
+    quietly: END still runs and the maps are printed (bpftrace does the same).
+    """
+    lc.start()
+    try:
+        lc.run_begin()
+        if not lc.rt.exit_requested:
+            lc.release_command()
+            loop(lc)
+    except ExitProgram:
+        pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        try:
+            if stop is not None:
+                stop()
+        finally:
+            lc.stop_command()
