@@ -19,13 +19,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import pytest
 
 from tests.conftest import require
 from tests.helpers import run_cli, session_leftovers
 
+#: Every program runs on both engines (``--engine``), each compared with bpftrace.
+ENGINES = ("tracefs", "bpf")
 LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
 WORK = Path("/tmp/kpdiff")
 FILE_SIZE = 4321
@@ -96,15 +98,17 @@ def workload() -> str:
     return f"{WORK / 'kpdw'} {WORK / 'w.py'}"
 
 
-def both(program: str, workload: str, *extra: str) -> Tuple[str, str, int, str, str]:
+def both(program: str, workload: str, *extra: str, engine: Optional[str] = None) -> Tuple[str, str, int, str, str]:
     """Run ``program`` under bpftrace and kprobes at once, each on its own copy of the
-    workload (the programs differ only in the comm they filter on)."""
+    workload (the programs differ only in the comm they filter on); ``engine``: kprobes'
+    ``--engine`` (None: as the command line chooses)."""
     bt_prog = program.replace('"kpdw"', f'"{BT_COMM}"')
     bt_cmd = workload.replace("/kpdw ", f"/{BT_COMM} ")
     bt = subprocess.Popen(["bpftrace", *extra, "-e", bt_prog, "-c", bt_cmd],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        rc, out, err = run_cli([*extra, "-e", program, "-c", workload])
+        pin = ["--engine", engine] if engine else []
+        rc, out, err = run_cli([*pin, *extra, "-e", program, "-c", workload])
         bt_out, bt_err = bt.communicate(timeout=180)
     finally:
         if bt.poll() is None:
@@ -121,9 +125,10 @@ def normalize(out: str, ordered: bool) -> Tuple[List[str], List[str]]:
     return attach, (rest if ordered else sorted(rest))
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("name, program, ordered", PROGRAMS, ids=[p[0] for p in PROGRAMS])
-def test_same_output_as_bpftrace(workload: str, name: str, program: str, ordered: bool) -> None:
-    bt_out, _bt_err, rc, out, err = both(program, workload)
+def test_same_output_as_bpftrace(workload: str, name: str, program: str, ordered: bool, engine: str) -> None:
+    bt_out, _bt_err, rc, out, err = both(program, workload, engine=engine)
     assert rc == 0, err
     bt_attach, bt_lines = normalize(bt_out, ordered)
     kp_attach, kp_lines = normalize(out, ordered)
@@ -133,9 +138,10 @@ def test_same_output_as_bpftrace(workload: str, name: str, program: str, ordered
     assert session_leftovers() == []
 
 
-def test_json_output_matches(workload: str) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_json_output_matches(workload: str, engine: str) -> None:
     program = f"{WR} {{ @st = stats(arg2); @h = hist(arg2); @c[comm] = count(); }}"
-    bt_out, _bt_err, rc, out, err = both(program, workload, "-f", "json")
+    bt_out, _bt_err, rc, out, err = both(program, workload, "-f", "json", engine=engine)
     assert rc == 0, err
     assert sorted(ln for ln in out.splitlines() if ln.strip()) == sorted(
         ln for ln in bt_out.splitlines() if ln.strip()

@@ -24,11 +24,12 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence, Tuple
 
 import pytest
 
-from tests.helpers import run_cli, session_leftovers
+from tests.helpers import run_cli as _run_cli
+from tests.helpers import session_leftovers
 
 SEED_FILE = Path(__file__).resolve().parents[3] / "shared" / "seed" / "kprobes-article.txt"
 
@@ -79,6 +80,11 @@ def hist_buckets(out: str, name: str) -> Dict[str, int]:
 
 
 @pytest.mark.skipif(not SEED_FILE.exists(), reason=f"{SEED_FILE} not present")
+def run_cli(args: Sequence[str]) -> Tuple[int, str, str]:
+    """``kprobes --engine tracefs ARGS`` (tests.kernel.test_bpf_engine_kernel runs them with bpf)."""
+    return _run_cli(["--engine", "tracefs", *args])
+
+
 def test_programs_are_verbatim_from_the_seed() -> None:
     text = SEED_FILE.read_text()
     for prog in SEEDS:

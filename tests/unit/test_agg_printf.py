@@ -144,3 +144,28 @@ def test_char_and_pointer_match_glibc(left: bool, width: int, value: int, conv: 
 def test_string_conversion_matches_glibc(left: bool, width: int, precision: str, text: str) -> None:
     fmt = "%" + ("-" if left else "") + (str(width) if width else "") + precision + "s"
     assert compile_printf(fmt)([text]) == _c_snprintf(fmt, text)
+
+
+@pytest.mark.parametrize("fmt", ["%+d\n", "% d\n", "%#x\n"])
+def test_checker_and_formatter_share_one_grammar(fmt: str) -> None:
+    # printf("%+d\n", 1) used to pass the checker (--dry-run) and fail when run
+    from kprobes.lang.printf import FormatError, check_format_args, parse_format
+    from kprobes.lang.typesys import IntType
+
+    with pytest.raises(PrintfFormatError):
+        parse_printf(fmt)
+    with pytest.raises(FormatError):
+        parse_format(fmt)
+    msg = check_format_args(fmt, [IntType(64, True)])
+    assert msg == f"printf: Unknown format string token: {fmt.strip()}"
+
+
+def test_dry_run_refuses_what_the_formatter_refuses() -> None:
+    from kprobes.lang import check, parse_program
+    from kprobes.lang.diagnostics import LangError
+
+    with pytest.raises(LangError, match="Unknown format string token: %\\+d"):
+        check(parse_program('BEGIN { printf("%+d\\n", 1); }', "stdin"))
+    # what the checker accepts, the formatter prints
+    check(parse_program('BEGIN { printf("%-5d|%05lx|%.2s|%%\\n", 1, 2, "abc"); }', "stdin"))
+    assert compile_printf("%-5d|%05lx|%.2s|%%\n")([1, 2, "abc"]) == "1    |00002|ab|%\n"

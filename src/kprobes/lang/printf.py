@@ -1,8 +1,10 @@
 """printf format strings: split into conversion specifiers and check arguments.
 
-Accepted conversions are bpftrace's: ``d i u x X o c`` with the length
-modifiers ``hh h l ll j z t``, ``s`` and ``p``, plus flags, width and
+Accepted conversions are bpftrace 0.17's, in one grammar shared with the
+formatter (:mod:`kprobes.agg.printf`): ``d i u x X o c`` with the length
+modifiers ``hh h l ll j z t``, ``s`` and ``p``, with ``-``, width and
 precision (``%-8s``, ``%08lx``, ``%.3d``).  ``%%`` is a literal percent.
+Other C flags (``%+d``, ``% d``, ``%#x``) are refused, as bpftrace does.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ __all__ = ["FormatSpec", "FormatError", "parse_format", "check_format_args"]
 _SPEC = re.compile(
     r"%(?P<flags>[-+ #0]*)(?P<width>[0-9]*)(?P<prec>\.[0-9]*)?(?P<len>hh|h|ll|l|j|z|t)?(?P<conv>[a-zA-Z%]?)"
 )
-_INT_CONVS = frozenset("diuxXoc")
 
 
 @dataclass(frozen=True)
@@ -52,29 +53,21 @@ class FormatError(Exception):
 
 
 def parse_format(fmt: str) -> list[FormatSpec]:
-    """The conversion specifiers of ``fmt`` in order (``%%`` excluded)."""
-    specs: list[FormatSpec] = []
-    pos = 0
-    while True:
-        pos = fmt.find("%", pos)
-        if pos < 0:
-            return specs
-        m = _SPEC.match(fmt, pos)
-        if m is None:  # pragma: no cover - the pattern always matches at a '%'
-            raise FormatError("printf: Unknown format string token: %")
-        text, conv, length = m.group(0), m.group("conv"), m.group("len") or ""
-        if conv == "%" and text == "%%":
-            pos = m.end()
-            continue
-        token = text[1:]
-        if conv == "%" or not conv:
-            raise FormatError(f"printf: Unknown format string token: %{token}")
-        if conv not in _INT_CONVS and conv not in "sp":
-            raise FormatError(f"printf: Unknown format string token: %{token}")
-        if length and conv not in _INT_CONVS:
-            raise FormatError(f"printf: Unknown format string token: %{token}")
-        specs.append(FormatSpec(text, conv, length, pos))
-        pos = m.end()
+    """The conversion specifiers of ``fmt`` in order (``%%`` excluded).
+
+    The grammar is :func:`kprobes.agg.printf.parse_printf`'s, the one the
+    engines format with: what passes here prints at run time.  Errors keep
+    bpftrace's wording (``printf: Unknown format string token: %+d``).
+    """
+    from ..agg.printf import PrintfFormatError, parse_printf
+
+    try:
+        parsed = parse_printf(fmt)
+    except PrintfFormatError as e:
+        m = _SPEC.match(fmt, e.position)
+        token = m.group(0)[1:] if m is not None else fmt[e.position + 1:e.position + 2]
+        raise FormatError(f"printf: Unknown format string token: %{token}") from None
+    return [FormatSpec(sp.text, sp.conversion, sp.length, sp.position) for sp in parsed.specs]
 
 
 def _arg_kind(t: Type) -> str:
