@@ -144,3 +144,62 @@ def test_finder_checks_build_id(tmp_path: "os.PathLike[str]") -> None:
         kdebug.find_kernel_vmlinux(release=KERNELS[0], root=str(tmp_path), notes=notes, cache=CACHE)
     with pytest.raises(KprobesError, match="is not the running kernel's vmlinux"):
         kdebug.find_kernel_vmlinux(vmlinux, notes=notes)
+
+
+# ---------------------------------------------------------------------- -L with source, lazy ;PATTERN
+
+SOURCES = {KERNELS[0]: "6.1.192-3/linux-source-6.1", KERNELS[1]: "6.12.118-1~deb12u1/linux-source-6.12"}
+LAZY_SPECS = ["vfs_read;ret=* count", "fs/read_write.c;inc_syscr*", "tcp_sendmsg;*release_sock* size"]
+
+
+def _source_tree(rel: str) -> str:
+    path = os.path.join(CACHE, "src", SOURCES[rel])
+    if not os.path.isdir(path):
+        require(f"{path} missing: run scripts/install-kernel-debug (it extracts Debian's linux-source)")
+        pytest.skip(f"{path} missing: run scripts/install-kernel-debug")
+    return path
+
+
+def _perf_run(args: List[str]) -> Tuple[bool, str]:
+    r = subprocess.run(["perf", "probe"] + args, capture_output=True, text=True, timeout=120,
+                       cwd="/", env={**os.environ, "LANG": "C"})  # fmt: skip
+    return r.returncode == 0, (r.stdout if r.returncode == 0 else r.stderr)
+
+
+def test_line_listing_and_lazy_lines_agree_with_perf() -> None:
+    """``-L vfs_read`` (found in the linux-source tree without -s) is byte-identical to perf's with -s;
+    ``;PATTERN`` points equal perf's -D; without the source the same lines come as a table."""
+    rel = KERNELS[0]
+    vmlinux = _vmlinux(rel)
+    src = _source_tree(rel)
+    if shutil.which("perf") is None:
+        require("perf (Debian linux-perf) is not installed: apt install linux-perf")
+        pytest.skip("perf not installed")
+    jobs = [["-k", vmlinux, "-s", src, "-L", "vfs_read"], ["-k", vmlinux, "-s", src, "-L", "tcp_sendmsg:2-6"]]
+    jobs += [["-k", vmlinux, "-s", src, "-D", spec] for spec in LAZY_SPECS]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        peer = list(pool.map(_perf_run, jobs))
+    assert all(ok for ok, _ in peer), peer
+    with kdebug.KernelDebug(vmlinux) as kd:
+        for (ok, p_out), desc in zip(peer[:2], ("vfs_read", "tcp_sendmsg:2-6")):
+            lr = kd.line_range(desc)
+            text = kd.source(lr.file, lr.comp_dir)
+            assert text is not None and text.path.startswith(os.path.join(CACHE, "src"))
+            ours = kdebug.format_line_range(lr, text)
+            # perf names the file by its -s path; ours is the cached tree: the same file
+            assert ours.replace(text.path, "@") == p_out.replace(os.path.join(src, lr.file), "@")
+            numbered = [int(w.split()[0]) for w in p_out.splitlines()[1:] if w[:7].strip()]
+            table = kdebug.format_line_range(lr, None).splitlines()
+            assert [int(w.split()[0]) for w in table[1:]] == numbered
+            assert table[0] == f"<{desc.split(':')[0]}@{lr.file}:{lr.start - lr.offset}>"
+        for spec, (ok, p_out) in zip(LAZY_SPECS, peer[2:]):
+            ours = kdebug.definitions(kd, spec, unique=False)
+            assert ours == p_out.strip().splitlines(), spec
+        assert len(kdebug.definitions(kd, LAZY_SPECS[1])) == len(set(kdebug.definitions(kd, LAZY_SPECS[1])))
+        # perf silently probes the function entry when nothing matches; kprobes refuses and says why
+        with pytest.raises(KprobesError, match="No matched lines"):
+            kdebug.definitions(kd, "vfs_read;no_such_line*")
+    # no source: a lazy pattern is refused with the way to get it
+    with kdebug.KernelDebug(vmlinux, source_dirs=["/nonexistent"]) as kd:
+        with pytest.raises(KprobesError, match="needs the source"):
+            kdebug.definitions(kd, LAZY_SPECS[0])

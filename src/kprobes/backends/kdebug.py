@@ -153,6 +153,53 @@ def find_kernel_vmlinux(explicit: Optional[str] = None, *, release: Optional[str
     )
 
 
+def find_module_debug(module: str, release: Optional[str] = None, root: str = "/") -> Optional[str]:
+    """The debug file of kernel module ``module`` (``-`` and ``_`` alike) where Debian's
+    linux-image-R-dbg puts it (``/usr/lib/debug/lib/modules/R/kernel/.../MODULE.ko``), or None."""
+    rel = release or os.uname().release
+    want = module.replace("-", "_")
+    for base in (os.path.join(root, "usr/lib/debug/lib/modules", rel),):
+        for dirpath, _dirs, files in os.walk(base):
+            for f in files:
+                stem = f.split(".ko", 1)[0]
+                if f.endswith((".ko", ".ko.debug")) and stem.replace("-", "_") == want:
+                    return os.path.join(dirpath, f)
+    return None
+
+
+def module_not_supported(module: str, release: Optional[str] = None, root: str = "/") -> KprobesError:
+    """The error for ``-m MODULE``: module DWARF (relocatable .ko) is not read yet; says where it is."""
+    rel = release or os.uname().release
+    path = find_module_debug(module, rel, root)
+    if path is None:
+        return FeatureMissing(
+            f"no debug info for module {module} of {rel}",
+            hint=f"Debian's linux-image-{rel}-dbg carries it under /usr/lib/debug/lib/modules/{rel}/ "
+            "(scripts/install-kernel-debug keeps only the vmlinux); module line probes are not supported "
+            f"yet in any case: use perf probe -m {module}, or probe the module's functions by name "
+            "(kprobes probe --add 'FUNC %di')",
+        )
+    return FeatureMissing(
+        f"line probes and variables in modules are not supported yet ({module}: {path})",
+        hint=f"module DWARF is relocatable and kprobes reads only the vmlinux's; use perf probe -m {module}, "
+        "or probe the module's functions by name with registers or BTF arguments "
+        "(kprobes probe --add 'FUNC %di' / 'FUNC arg:type')",
+    )
+
+
+def module_of_symbol(name: str, kallsyms: str = "/proc/kallsyms") -> Optional[str]:
+    """The module that defines ``name`` on the running kernel (``[mod]`` in kallsyms), or None."""
+    key = f" {name}\t"
+    try:
+        with open(kallsyms, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if key in line and line.rstrip().endswith("]"):
+                    return line.rstrip().rsplit("[", 1)[1][:-1]
+    except OSError:
+        return None
+    return None
+
+
 # ---------------------------------------------------------------------- perf-probe points
 
 
@@ -544,11 +591,14 @@ class KernelDebug:
         if point.file:
             funcs = [f for f in funcs if _strtail_eq(point.file, self._decl_file(f))]
         if not funcs:
+            mod = module_of_symbol(point.function)
             raise DwarfError(
                 f"Probe point '{point.function}' not found.",
-                hint="an inline-only or renamed (.isra/.constprop) function has no out-of-line definition "
+                hint=f"{point.function} is in module {mod}, and module debug info is not supported yet "
+                f"(perf probe -m {mod})" if mod else
+                "an inline-only or renamed (.isra/.constprop) function has no out-of-line definition "
                 f"of that name in {self.path}",
-            )
+            )  # fmt: skip
         out: List[KernelProbe] = []
         for sp in funcs:
             if point.lazy is not None:
@@ -693,8 +743,11 @@ class KernelDebug:
             if lr.file:
                 funcs = [f for f in funcs if _strtail_eq(lr.file, self._decl_file(f))]
             if not funcs:
+                mod = module_of_symbol(lr.function)
                 raise DwarfError("Specified source line is not found.",
-                                 hint=f"no out-of-line definition of {lr.function} in {self.path}")  # fmt: skip
+                                 hint=f"{lr.function} is in module {mod}, and module debug info is not supported "
+                                 f"yet (perf probe -m {mod} -L {desc})" if mod else
+                                 f"no out-of-line definition of {lr.function} in {self.path}")  # fmt: skip
             sp = funcs[0]
             cu = sp.cu
             lt = self.dw.line_table(cu)
@@ -782,6 +835,7 @@ class KernelDebug:
         """``SRC;PTN``: the matching lines in every unit built from SRC."""
         assert point.file is not None and point.lazy is not None
         out: List[KernelProbe] = []
+        seen = set()
         units = self._units_of_file(point.file)
         for cu in units:
             lt = self.dw.line_table(cu)
@@ -790,7 +844,8 @@ class KernelDebug:
                 continue
             wanted = set(self._lazy_lines(fname, cu.comp_dir, point))
             for f, ln, addr in self._walk_cu_lines(cu):
-                if ln in wanted and _strtail_eq(f, fname):
+                if ln in wanted and _strtail_eq(f, fname) and addr not in seen:  # perf's overlap check
+                    seen.add(addr)
                     scope = self._best_scope(cu, addr, None, fname, ln)
                     if scope is None:
                         raise DwarfError("Failed to find scope of probe point.")

@@ -183,7 +183,7 @@ def _version_note(pkg: str, have: Optional[str], want: str) -> Optional[str]:
 def source_hint(xy: Optional[str]) -> str:
     pkg = f"linux-source-{xy}" if xy else "linux-source-X.Y"
     return (f"give the kernel source tree with -s DIR, or install Debian's {pkg} "
-            "(scripts/install-kernel-debug --source extracts it into the cache)")  # fmt: skip
+            "(scripts/install-kernel-debug extracts the VM kernels' into its cache)")  # fmt: skip
 
 
 # ---------------------------------------------------------------------- lazy lines

@@ -45,6 +45,8 @@ def build_parser() -> ArgParser:
     p.add_argument("-V", "--vars", metavar="FUNC[:RLN]", help="show the variables readable at FUNC:RLN")
     p.add_argument("-x", "--exec", dest="binary", metavar="PATH", help="user binary or library (uprobes)")
     p.add_argument("-k", "--vmlinux", metavar="VMLINUX", help="kernel image with debug info")
+    p.add_argument("-m", "--module", metavar="MODULE",
+                   help="kernel module (its debug info is located, but not read yet: a clear error)")  # fmt: skip
     p.add_argument("-s", "--source", action="append", default=[], metavar="DIR",
                    help="where to find source files for -L")  # fmt: skip
     p.add_argument("-f", "--force", action="store_true", help="add a duplicate as EVENT_1, EVENT_2...")
@@ -70,25 +72,29 @@ def _open_debuginfo(ns: argparse.Namespace) -> DebugInfo:
     return DebugInfo(find_debug_vmlinux(ns.vmlinux, root=ns.debug_root), kernel=True)
 
 
-def _kernel_definitions(ns: argparse.Namespace, text: str, *, offline: bool) -> List[str]:
+def _kernel_definitions(ns: argparse.Namespace, text: str, *, offline: bool, show_only: bool = False) -> List[str]:
     """Kernel perf-probe definitions resolved on the debug vmlinux (backends.kdebug)."""
     from ..backends.kdebug import definitions, open_kernel_debug
 
-    with open_kernel_debug(ns.vmlinux, root=ns.debug_root, check_running=not offline) as kd:
-        return definitions(kd, text, group=ns.group or "probe")
+    with open_kernel_debug(ns.vmlinux, root=ns.debug_root, check_running=not offline,
+                           source_dirs=ns.source) as kd:  # fmt: skip
+        return definitions(kd, text, group=ns.group or "probe", unique=not show_only)
 
 
 def _show_kernel_lines(ns: argparse.Namespace, streams: Streams) -> None:
-    from ..backends.dwarf import _read_source
-    from ..backends.kdebug import format_line_table, open_kernel_debug
+    from ..backends.kdebug import format_line_range, open_kernel_debug
+    from ..backends.ksource import banner_version, source_hint
 
     with open_kernel_debug(ns.vmlinux, root=ns.debug_root, check_running=False) as kd:
-        fname, decl, rows = kd.line_table(ns.line)
-    text = _read_source(fname, ns.source) if ns.source else None
-    streams.out.write(format_line_table(ns.line, fname, decl, rows, text))
-    if text is None:
-        streams.err.write(f"kprobes: source file {fname} not found: the line table (relative line, "
-                          "source line, offsets) is shown instead (give the source tree with -s DIR)\n")  # fmt: skip
+        lr = kd.line_range(ns.line)
+        src = kd.source(lr.file, lr.comp_dir, ns.source)
+        ver = banner_version(kd.banner() or "")
+    streams.out.write(format_line_range(lr, src))
+    if src is None:
+        streams.err.write(f"kprobes: source file {lr.file} not found: the line table (relative line, "
+                          f"FILE:LINE, offsets) is shown instead ({source_hint(ver[1] if ver else None)})\n")  # fmt: skip
+    elif src.note:
+        streams.err.write(f"kprobes: warning: {src.note}\n")
 
 
 def _show_lines(ns: argparse.Namespace, streams: Streams) -> None:
@@ -131,6 +137,10 @@ def run(args: List[str], streams: Streams) -> int:
     if ns is None:
         return 0
     adds = list(ns.add) + list(ns.definition)
+    if ns.module and not ns.binary:
+        from ..backends.kdebug import module_not_supported
+
+        raise module_not_supported(ns.module, root=ns.debug_root)
     if ns.show_defs:
         from ..backends.kdebug import needs_dwarf
 
@@ -142,7 +152,7 @@ def run(args: List[str], streams: Streams) -> int:
                 mgr0 = ProbeManager(TraceFS("/nonexistent"), group=ns.group, debug_root=ns.debug_root)
                 streams.out.write(mgr0.build(d, binary=ns.binary, vmlinux=ns.vmlinux)[0] + "\n")
             else:
-                for line in _kernel_definitions(ns, d, offline=True):
+                for line in _kernel_definitions(ns, d, offline=True, show_only=True):
                     streams.out.write(line + "\n")
         if not (adds or ns.delete or ns.list or ns.line or ns.vars):
             return 0
