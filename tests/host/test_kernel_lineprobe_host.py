@@ -181,7 +181,7 @@ def test_line_listing_and_lazy_lines_agree_with_perf() -> None:
         peer = list(pool.map(_perf_run, jobs))
     assert all(ok for ok, _ in peer), peer
     with kdebug.KernelDebug(vmlinux) as kd:
-        for (ok, p_out), desc in zip(peer[:2], ("vfs_read", "tcp_sendmsg:2-6")):
+        for (_ok, p_out), desc in zip(peer[:2], ("vfs_read", "tcp_sendmsg:2-6")):
             lr = kd.line_range(desc)
             text = kd.source(lr.file, lr.comp_dir)
             assert text is not None and text.path.startswith(os.path.join(CACHE, "src"))
@@ -192,7 +192,7 @@ def test_line_listing_and_lazy_lines_agree_with_perf() -> None:
             table = kdebug.format_line_range(lr, None).splitlines()
             assert [int(w.split()[0]) for w in table[1:]] == numbered
             assert table[0] == f"<{desc.split(':')[0]}@{lr.file}:{lr.start - lr.offset}>"
-        for spec, (ok, p_out) in zip(LAZY_SPECS, peer[2:]):
+        for spec, (_ok, p_out) in zip(LAZY_SPECS, peer[2:]):
             ours = kdebug.definitions(kd, spec, unique=False)
             assert ours == p_out.strip().splitlines(), spec
         assert len(kdebug.definitions(kd, LAZY_SPECS[1])) == len(set(kdebug.definitions(kd, LAZY_SPECS[1])))
