@@ -7,10 +7,21 @@ Pure code: text in, objects out.  ``parse``/``render`` handle the grammar,
 
 from __future__ import annotations
 
-from .features import KernelFeatures
-from .friendly import expand_friendly
-from .spec import DeleteSpec, FetchArg, ProbeSpec, parse, render
-from .validate import validate
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .features import KernelFeatures
+    from .friendly import expand_friendly
+    from .spec import DeleteSpec, FetchArg, ProbeSpec, parse, render
+    from .validate import validate
+
+# Imported on first use: ``from kprobes.probes.arch import ...`` (the bpftrace
+# engines) must not pay for the definition grammar and its dataclasses.
+_LAZY = {
+    "KernelFeatures": "features", "expand_friendly": "friendly", "DeleteSpec": "spec",
+    "FetchArg": "spec", "ProbeSpec": "spec", "parse": "spec", "render": "spec",
+    "validate": "validate",
+}
 
 __all__ = [
     "parse",
@@ -22,3 +33,14 @@ __all__ = [
     "KernelFeatures",
     "expand_friendly",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'kprobes.probes' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+    globals()[name] = value
+    return value
