@@ -85,10 +85,12 @@ def _refused_everywhere(prog: str, trace_place: str, bt_place: str, want: List[s
     assert rc == 2 and REFUSED in err and "--unsafe" in err, (rc, err)
     assert all(w in err for w in want), err
     assert out == ""
-    rc, out, err = run_cli(["--engine", "tracefs", "-e", f"uprobe:{bt_place} {{ @ = count(); }}", "-c", f"{prog} {N}"])
-    assert rc != 0 and REFUSED in err and "--unsafe" in err, (rc, err)
-    assert all(w in err for w in want), err
-    assert "Attaching" not in out
+    for engine in ("auto", "bpf", "tracefs"):  # every engine refuses it before attaching
+        rc, out, err = run_cli(["--engine", engine, "-e", f"uprobe:{bt_place} {{ @ = count(); }}",
+                                "-c", f"{prog} {N}"])
+        assert rc != 0 and REFUSED in err and "--unsafe" in err, (engine, rc, err)
+        assert all(w in err for w in want), err
+        assert "Attaching" not in out
     rc, out, err = run_cli(["check", f"p:x {trace_place}"])
     assert rc == 2 and REFUSED in err, (rc, err)
     assert all(w in err for w in want), err

@@ -98,6 +98,14 @@ class BpfEngine:
     def plan(self, prog: "Checked", opts: "PlanOptions") -> "Plan":
         from .plan import BpfOptions
 
+        if not opts.unsafe:  # a uprobe inside an instruction corrupts the process: as tracefs
+            from ..plan import _check_placement
+
+            for probe in prog.checked.program.probes:
+                for ap in probe.attach_points:
+                    if ap.provider in ("uprobe", "uretprobe"):
+                        _check_placement(prog.checked, ap)
+
         o = BpfOptions(unsafe=opts.unsafe, wildcard_filter=opts.wildcard_filter, arch=opts.arch,
                        pid=opts.pid)
         if opts.budget is not None:
