@@ -180,3 +180,23 @@ def test_loader_on_this_host() -> None:
     assert ks.kallsyms is not None and ks.kallsyms.symbols
     # either we see addresses or we say they are hidden
     assert ks.kallsyms.addresses_hidden == any("hidden" in p for p in ks.problems)
+
+
+def test_one_symbolizer_for_ksym_pS_and_stacks() -> None:
+    # the tracefs reader (%pS), the evaluator's ksym() and BPF stacks share one reader
+    from kprobes.backends.symbols.kallsyms import KernelSymbolizer, shared_symbolizer
+    from kprobes.backends.tracefs import reader
+    from kprobes.engines.bpf.stacks import kernel_symbolizer
+    from kprobes.engines.evaluator import Runtime
+
+    text = (b"ffffffff81000000 T _stext\nffffffff81000100 T vfs_read\nffffffff81000100 t alias\n"
+            b"ffffffff81000180 T vfs_write\nffffffff81000200 T _etext\n"
+            b"ffffffffc0000000 t mod_fn\t[mymod]\nffffffffc0000040 t mod_end\t[mymod]\n")
+    s = KernelSymbolizer(text=text)
+    assert s(0xFFFFFFFF81000110) == "vfs_read"  # ksym(): the first name at the address
+    assert s.render(0xFFFFFFFF81000110) == "vfs_read+0x10/0x80"
+    assert s.render(0xFFFFFFFFC0000004) == "mod_fn+0x4/0x40 [mymod]"
+    assert s(0x1000) == "0x1000"
+    assert reader.KernelSymbolizer is KernelSymbolizer
+    assert kernel_symbolizer() is shared_symbolizer()
+    assert Runtime({}, None, 0).ksym is shared_symbolizer()  # type: ignore[arg-type]

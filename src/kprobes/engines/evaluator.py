@@ -33,7 +33,7 @@ from ..lang import ast
 from ..lang.checked import CheckedProgram
 from ..lang.typesys import IntType, StringType, SymType, Type
 from .plan import Variant
-from .runtime import KernelSymbolizer, Output, ProcInfo
+from .runtime import Output, ProcInfo
 from .targets import Target
 
 __all__ = ["Frame", "Runtime", "ProbeCompiler", "ExitProgram", "ProbeRunner"]
@@ -82,7 +82,11 @@ class Runtime:
         self.out = out
         self.start_ns = start_ns
         self.proc = proc or ProcInfo()
-        self.ksym = ksym or KernelSymbolizer()
+        if ksym is None:  # the process' one kallsyms symbolizer (read on first use)
+            from ..backends.symbols.kallsyms import shared_symbolizer
+
+            ksym = shared_symbolizer()
+        self.ksym = ksym
         self.exit_requested = False
 
     def pid_of(self, ev: TraceEvent) -> int:

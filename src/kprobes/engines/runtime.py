@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import bisect
 import os
 from typing import Dict, List, Optional, TextIO, Tuple
 
@@ -46,7 +45,7 @@ from ..lang import ast
 from ..lang.checked import CheckedProgram
 from ..lang.typesys import AggType, IntType, PointerType
 
-__all__ = ["Output", "ProcInfo", "KernelSymbolizer", "make_maps", "lhist_params"]
+__all__ = ["Output", "ProcInfo", "make_maps", "lhist_params"]
 
 
 class Output:
@@ -131,40 +130,6 @@ class ProcInfo:
 
     def gid(self, tid: int) -> int:
         return self._status(tid)[2]
-
-
-class KernelSymbolizer:
-    """``ksym(addr)``: the kernel symbol containing ``addr`` (from /proc/kallsyms)."""
-
-    def __init__(self, path: str = "/proc/kallsyms") -> None:
-        self.path = path
-        self._addrs: Optional[List[int]] = None
-        self._names: List[str] = []
-
-    def _load(self) -> None:
-        pairs: List[Tuple[int, str]] = []
-        try:
-            with open(self.path, encoding="ascii", errors="replace") as fh:
-                for line in fh:
-                    parts = line.split()
-                    if len(parts) >= 3 and parts[1] in "tTwW":
-                        addr = int(parts[0], 16)
-                        if addr:
-                            pairs.append((addr, parts[2]))
-        except OSError:
-            pass
-        pairs.sort()
-        self._addrs = [a for a, _ in pairs]
-        self._names = [n for _, n in pairs]
-
-    def __call__(self, addr: int) -> str:
-        if self._addrs is None:
-            self._load()
-        assert self._addrs is not None
-        i = bisect.bisect_right(self._addrs, addr) - 1
-        if i < 0:
-            return f"0x{addr:x}"
-        return self._names[i]
 
 
 def lhist_params(program: ast.Program) -> Dict[str, Tuple[int, int, int]]:

@@ -24,7 +24,7 @@ from ...errors import KprobesError, VerifierError
 from ..evaluator import ProbeCompiler, Runtime
 from ..lifecycle import Lifecycle, RunOptions, UserProbes, run_main
 from ..plan import Variant
-from ..runtime import KernelSymbolizer, Output
+from ..runtime import Output
 from ..targets import Target
 from .kmaps import KernelMap
 from .layout import KeyPart
@@ -205,7 +205,9 @@ def run_plan(plan: BpfPlan, opts: RunOptions, out: TextIO, err: TextIO) -> int:
     checked = plan.checked
     unit = plan.unit
     output = Output(out, opts.fmt)
-    ksym = KernelSymbolizer()
+    from ...backends.symbols.kallsyms import shared_symbolizer
+
+    ksym = shared_symbolizer()
     loss = LossCounts()
     with BpfSession() as s:
         fds: Dict[Any, Any] = {}

@@ -298,8 +298,6 @@ class Symbolizer:
 
 def kernel_symbolizer() -> Any:
     """The process-wide kallsyms symbolizer (``lookup(addr)``)."""
-    try:
-        from ...backends.symbols.kallsyms import shared_symbolizer  # type: ignore[attr-defined]
-    except ImportError:
-        from ...backends.tracefs.reader import shared_symbolizer
+    from ...backends.symbols.kallsyms import shared_symbolizer
+
     return shared_symbolizer()
