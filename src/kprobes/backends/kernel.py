@@ -99,11 +99,33 @@ class Kernel:
     @property
     def btf(self) -> Optional["BTF"]:
         """The kernel's BTF (opened on first use), or None when there is none."""
-        return self._fact("btf", _load_btf)  # type: ignore[no-any-return]
+        return self._fact("btf", self._load_btf)  # type: ignore[no-any-return]
+
+    def _load_btf(self) -> Optional["BTF"]:
+        from ..btf import load_vmlinux
+        from ..errors import BTFError
+
+        try:
+            return load_vmlinux()
+        except BTFError as e:
+            self._facts["btf_error"] = e
+            return None
 
     def btf_or_none(self) -> Optional["BTF"]:
         """:attr:`btf` as a callable (a lazy source for type providers)."""
         return self.btf
+
+    def btf_or_raise(self) -> "BTF":
+        """:attr:`btf`, or the :class:`~kprobes.errors.BTFError` saying why there is none."""
+        btf = self.btf
+        if btf is None:
+            err = self._facts.get("btf_error")
+            if isinstance(err, Exception):
+                raise err
+            from ..errors import BTFError
+
+            raise BTFError("this kernel has no BTF", hint="see kprobes doctor")
+        return btf
 
     @property
     def config(self) -> Optional[str]:
@@ -136,16 +158,6 @@ def _find_tracefs() -> Optional[str]:
     try:
         return find_tracefs(mount=False)
     except Exception:  # noqa: BLE001 - any failure means "not available"
-        return None
-
-
-def _load_btf() -> Optional["BTF"]:
-    from ..btf import load_vmlinux
-    from ..errors import BTFError
-
-    try:
-        return load_vmlinux()
-    except BTFError:
         return None
 
 

@@ -18,8 +18,6 @@ Steps, each optional and each reported with a caret when it fails:
 
 from __future__ import annotations
 
-import functools
-import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Union
@@ -161,29 +159,25 @@ def _needs_btf(arg: str) -> bool:
     return "." in expr or "[" in expr
 
 
-@functools.lru_cache(maxsize=4)
 def running_kernel_features(tracefs_root: Optional[str]) -> "KernelFeatures":
-    """The running kernel's rules: its tracefs README plus ``uname -r`` (read once).
+    """The running kernel's rules: its tracefs README plus ``uname -r``.
 
-    ``None`` or an unreadable README: the newest rules.
+    Read once per :class:`~kprobes.backends.kernel.Kernel` (the running one when
+    ``tracefs_root`` is its tracefs); ``None`` or an unreadable README: the newest rules.
     """
-    from ..probes import KernelFeatures
+    from .kernel import Kernel, running_kernel
 
-    if tracefs_root:
-        try:
-            with open(os.path.join(tracefs_root, "README")) as f:
-                return KernelFeatures.from_readme(f.read(), release=os.uname().release)
-        except OSError:
-            pass
-    return KernelFeatures.latest()
+    k = running_kernel()
+    if tracefs_root != k.tracefs_root:
+        k = Kernel(tracefs_root=tracefs_root)
+    return k.tracefs_features
 
 
-@functools.lru_cache(maxsize=1)
 def vmlinux_btf() -> object:
-    """The kernel's BTF, opened once per process (each probe with names reuses it)."""
-    from ..btf import load_vmlinux
+    """The running kernel's BTF, opened once per process (raises BTFError when there is none)."""
+    from .kernel import running_kernel
 
-    return load_vmlinux()
+    return running_kernel().btf_or_raise()
 
 
 def prepare_definition(
