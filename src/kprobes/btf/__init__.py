@@ -17,44 +17,43 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .btf import BTF, FuncParam, FuncSignature
-from .header import BTFHeader
-from .load import load_file, load_module, load_vmlinux
-from .types import (
-    Array,
-    Composite,
-    Const,
-    Datasec,
-    DeclTag,
-    Enum,
-    Enum64,
-    EnumValue,
-    Float,
-    Func,
-    FuncProto,
-    Fwd,
-    Int,
-    Member,
-    Param,
-    Ptr,
-    RefType,
-    Restrict,
-    Struct,
-    Type,
-    Typedef,
-    TypeTag,
-    Union,
-    Var,
-    VarSecinfo,
-    Void,
-    Volatile,
-)
-
 if TYPE_CHECKING:
+    from .btf import BTF, FuncParam, FuncSignature
     from .ctype import CType, parse_ctype
     from .fetcharg import compile_btf_arg, fetch_type, fetcharg_for_path
+    from .header import BTFHeader
+    from .load import load_file, load_module, load_vmlinux
     from .path import PathStep, ResolvedPath, find_member, resolve_path
     from .render import format_func, format_struct, type_name
+    from .types import (
+        Array,
+        Composite,
+        Const,
+        Datasec,
+        DeclTag,
+        Enum,
+        Enum64,
+        EnumValue,
+        Float,
+        Func,
+        FuncProto,
+        Fwd,
+        Int,
+        Member,
+        Param,
+        Ptr,
+        RefType,
+        Restrict,
+        Struct,
+        Type,
+        Typedef,
+        TypeTag,
+        Union,
+        Var,
+        VarSecinfo,
+        Void,
+        Volatile,
+    )
 
 __all__ = [
     "BTF", "BTFHeader", "FuncParam", "FuncSignature",
@@ -69,7 +68,43 @@ __all__ = [
     "format_func", "format_struct", "type_name",
 ]  # fmt: skip
 
+# everything is imported on first use: ``import kprobes.btf.cache`` (the BPF
+# feature cache) must not decode the type classes
 _LAZY = {
+    "BTF": "btf",
+    "FuncParam": "btf",
+    "FuncSignature": "btf",
+    "BTFHeader": "header",
+    "load_file": "load",
+    "load_module": "load",
+    "load_vmlinux": "load",
+    "Array": "types",
+    "Composite": "types",
+    "Const": "types",
+    "Datasec": "types",
+    "DeclTag": "types",
+    "Enum": "types",
+    "Enum64": "types",
+    "EnumValue": "types",
+    "Float": "types",
+    "Func": "types",
+    "FuncProto": "types",
+    "Fwd": "types",
+    "Int": "types",
+    "Member": "types",
+    "Param": "types",
+    "Ptr": "types",
+    "RefType": "types",
+    "Restrict": "types",
+    "Struct": "types",
+    "Type": "types",
+    "Typedef": "types",
+    "TypeTag": "types",
+    "Union": "types",
+    "Var": "types",
+    "VarSecinfo": "types",
+    "Void": "types",
+    "Volatile": "types",
     "CType": "ctype",
     "parse_ctype": "ctype",
     "PathStep": "path",

@@ -83,7 +83,7 @@ class Runtime:
         self.start_ns = start_ns
         self.proc = proc or ProcInfo()
         if ksym is None:  # the process' one kallsyms symbolizer (read on first use)
-            from ..backends.symbols.kallsyms import shared_symbolizer
+            from ..backends.symbols.ksym import shared_symbolizer
 
             ksym = shared_symbolizer()
         self.ksym = ksym

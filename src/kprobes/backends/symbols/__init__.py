@@ -26,15 +26,14 @@ if TYPE_CHECKING:
         Blacklist,
         FilterFunctions,
         Kallsyms,
-        KernelSymbolizer,
         KernelSymbols,
         KSym,
         load_kernel_symbols,
         parse_filter_functions,
         parse_kallsyms,
         parse_kprobe_blacklist,
-        shared_symbolizer,
     )
+    from kprobes.backends.symbols.ksym import KernelSymbolizer, shared_symbolizer
     from kprobes.backends.symbols.ldcache import parse_ld_so_cache, resolve_library
     from kprobes.backends.symbols.probeable import Verdict, expand_glob, probeability
 
@@ -43,9 +42,10 @@ if TYPE_CHECKING:
 _LAZY = {
     **dict.fromkeys(("ELFFile", "Symbol", "UprobeLocation", "parse_symbol_spec", "resolve_uprobe",
                      "symbols_matching"), "elf"),
-    **dict.fromkeys(("Blacklist", "FilterFunctions", "Kallsyms", "KernelSymbolizer", "KernelSymbols",
-                     "KSym", "load_kernel_symbols", "parse_filter_functions", "parse_kallsyms",
-                     "parse_kprobe_blacklist", "shared_symbolizer"), "kallsyms"),
+    **dict.fromkeys(("Blacklist", "FilterFunctions", "Kallsyms", "KernelSymbols", "KSym",
+                     "load_kernel_symbols", "parse_filter_functions", "parse_kallsyms",
+                     "parse_kprobe_blacklist"), "kallsyms"),
+    **dict.fromkeys(("KernelSymbolizer", "shared_symbolizer"), "ksym"),
     **dict.fromkeys(("parse_ld_so_cache", "resolve_library"), "ldcache"),
     **dict.fromkeys(("Verdict", "expand_glob", "probeability"), "probeable"),
 }

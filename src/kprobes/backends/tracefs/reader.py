@@ -61,7 +61,7 @@ from ...events.format import (
 )
 from ...events.model import TraceEvent, UnparsedLine
 from ...events.raw import PageDecoder, merge_by_time
-from ..symbols.kallsyms import KernelSymbolizer, shared_symbolizer
+from ..symbols.ksym import KernelSymbolizer, shared_symbolizer
 from .fs import TraceFS
 from .ledger import LossLedger
 

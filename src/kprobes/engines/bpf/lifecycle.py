@@ -205,7 +205,7 @@ def run_plan(plan: BpfPlan, opts: RunOptions, out: TextIO, err: TextIO) -> int:
     checked = plan.checked
     unit = plan.unit
     output = Output(out, opts.fmt)
-    from ...backends.symbols.kallsyms import shared_symbolizer
+    from ...backends.symbols.ksym import shared_symbolizer
 
     ksym = shared_symbolizer()
     loss = LossCounts()

@@ -298,6 +298,6 @@ class Symbolizer:
 
 def kernel_symbolizer() -> Any:
     """The process-wide kallsyms symbolizer (``lookup(addr)``)."""
-    from ...backends.symbols.kallsyms import shared_symbolizer
+    from ...backends.symbols.ksym import shared_symbolizer
 
     return shared_symbolizer()
