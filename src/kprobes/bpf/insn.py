@@ -50,7 +50,7 @@ from __future__ import annotations
 import struct
 from typing import Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from ..errors import KprobesError
+from ..errors import BPFError
 
 __all__ = [
     "BPFError",
@@ -116,8 +116,8 @@ U64_MASK = (1 << 64) - 1
 _SLOT = struct.Struct("<BBhi")
 
 
-class BPFError(KprobesError):
-    """An instruction, program or map definition that cannot be built."""
+# One BPFError for the whole project: building a program (here) and the kernel
+# refusing one (backends/bpf) raise the same class, so callers catch one thing.
 
 
 class BPFDecodeError(BPFError):
