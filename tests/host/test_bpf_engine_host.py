@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import List, Tuple
@@ -115,3 +117,29 @@ def test_dry_run_lists_maps_and_instructions_with_source_lines() -> None:
     assert "call bpf_get_current_comm#16" in out and "call bpf_map_lookup_elem#1" in out
     assert "; 2: { @[comm] = count(); }" in out
     assert out.rstrip().endswith("attach: 1 probes")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_signal_ends_the_program_with_end_and_maps(sig: int) -> None:
+    # the shared lifecycle: SIGTERM/SIGHUP stop a running program as Ctrl-C does (END runs,
+    # maps are printed, exit 0), on the BPF engine too (which has no tracefs Session)
+    prog = ('BEGIN { printf("armed\\n"); } tracepoint:syscalls:sys_enter_getppid { @n = count(); } '
+            'END { printf("end\\n"); }')
+    p = subprocess.Popen([sys.executable, "-m", "kprobes.cli", "--engine", "bpf", "-e", prog],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        while line and line != "armed\n":
+            line = p.stdout.readline()
+        assert line == "armed\n"
+        os.getppid()
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    assert "end\n" in out and "@n: " in out, out
+    assert "Traceback" not in err

@@ -172,19 +172,22 @@ def run_main(lc: Lifecycle, loop: Callable[[Lifecycle], None],
     exit(), Ctrl-C and SIGTERM/SIGHUP (KeyboardInterrupt subclasses) end the loop
     quietly: END still runs and the maps are printed (bpftrace does the same).
     """
+    from ..backends.signals import stop_on_signals
+
     lc.start()
-    try:
-        lc.run_begin()
-        if not lc.rt.exit_requested:
-            lc.release_command()
-            loop(lc)
-    except ExitProgram:
-        pass
-    except KeyboardInterrupt:
-        pass
-    finally:
+    with stop_on_signals():  # where no session turns SIGTERM/SIGHUP into SessionInterrupted
         try:
-            if stop is not None:
-                stop()
+            lc.run_begin()
+            if not lc.rt.exit_requested:
+                lc.release_command()
+                loop(lc)
+        except ExitProgram:
+            pass
+        except KeyboardInterrupt:
+            pass
         finally:
-            lc.stop_command()
+            try:
+                if stop is not None:
+                    stop()
+            finally:
+                lc.stop_command()

@@ -47,6 +47,7 @@ from typing import (
 
 from ...errors import FeatureMissing, KprobesError
 from ...events.model import TraceEvent, UnparsedLine
+from ..signals import SessionInterrupted
 from .fs import TraceFS
 
 if TYPE_CHECKING:
@@ -73,27 +74,6 @@ def _guarded(fn: _F) -> _F:
             return fn(self, *args, **kwargs)
 
     return cast(_F, wrapper)
-
-
-class SessionInterrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP arrived: the session stops, cleans up, and the program should exit.
-
-    A :class:`KeyboardInterrupt` (not a :class:`~kprobes.errors.KprobesError`,
-    not an :class:`Exception`), so that no ``except Exception``/``except
-    KprobesError`` on the way can swallow it, and code that already stops on
-    Ctrl-C stops on these signals the same way.  ``exit_code`` is 128 + signal.
-    """
-
-    hint: Optional[str] = None
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        self.message = f"interrupted by {signal.Signals(signum).name}; probes removed"
-        super().__init__(self.message)
-        self.exit_code = 128 + signum
-
-    def format(self) -> str:
-        return self.message
 
 
 class CleanupInterrupted(KprobesError):
