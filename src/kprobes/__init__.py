@@ -6,6 +6,11 @@
         for ev in s.events(duration=5):
             print(ev.comm, ev.fields["filename"])
 
+    # a bpftrace program on the best engine here (auto: bpf, else tracefs)
+    sel = kprobes.prepare_program('kprobe:vfs_read { @ = count(); }', engine="auto")
+    print(sel.name, sel.reason)          # which engine and why
+    sel.run(kprobes.RunOptions(duration=5), sys.stdout, sys.stderr)
+
 Names are imported lazily: ``import kprobes`` costs almost nothing.
 """
 
@@ -23,22 +28,30 @@ _LAZY = {
     "TraceEvent": "kprobes.events.model",
     "KprobesError": "kprobes.errors",
     "ProbeSyntaxError": "kprobes.errors",
+    "prepare_program": "kprobes.engines.base",
+    "PlanOptions": "kprobes.engines.base",
+    "RunOptions": "kprobes.engines.lifecycle",
 }
 
 if TYPE_CHECKING:
     from .backends.tracefs.fs import TraceFS
     from .backends.tracefs.session import Probe, Session, SessionInterrupted
+    from .engines.base import PlanOptions, prepare_program
+    from .engines.lifecycle import RunOptions
     from .errors import KprobesError, ProbeSyntaxError
     from .events.model import TraceEvent
 
 __all__ = [
     "KprobesError",
+    "PlanOptions",
     "Probe",
     "ProbeSyntaxError",
+    "RunOptions",
     "Session",
     "SessionInterrupted",
     "TraceEvent",
     "TraceFS",
+    "prepare_program",
 ]
 
 

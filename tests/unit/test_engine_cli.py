@@ -177,3 +177,15 @@ def test_bpf_refusal_reasons() -> None:
     f.kprobe_pmu = False
     assert "kprobe PMU" in (bpf_refusal(f, {"kprobe"}) or "")
     assert bpf_refusal(f, {"tracepoint"}) is None
+
+
+def test_api_prepares_on_a_named_or_chosen_engine() -> None:
+    import kprobes
+
+    sel = kprobes.prepare_program("kprobe:vfs_read { @ = count(); }", engine="tracefs",
+                                  opts=kprobes.PlanOptions(wildcard_filter=None))
+    assert sel.name == "tracefs" and sel.fallback_line is None
+    assert "p:kp0_0 vfs_read" in sel.describe()
+    auto = kprobes.prepare_program("kprobe:vfs_read { @ = count(); }")
+    assert auto.name == "tracefs" and auto.reason == "this kernel refuses BPF programs (EPERM)"
+    assert kprobes.RunOptions(duration=1.0).duration == 1.0

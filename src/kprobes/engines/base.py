@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENGINES", "AUTO", "Engine", "Plan", "PlanOptions", "Checked", "Selection", "get_engine",
-    "check_program", "prepare",
+    "check_program", "prepare", "prepare_program",
 ]  # fmt: skip
 
 #: Engine name -> module defining ``ENGINE`` (imported only when chosen).
@@ -214,3 +214,7 @@ def prepare(
         get_engine(engine)  # raises
     prog = check_program(text, filename, kernel=kernel, arch=o.arch)
     return choose(prog, o, engine)
+
+
+#: :func:`prepare` under the name :mod:`kprobes` exports it as.
+prepare_program = prepare
