@@ -49,3 +49,19 @@ def test_btf_error_is_kept_for_who_needs_btf(monkeypatch: pytest.MonkeyPatch) ->
         assert prepare.running_kernel_features(None) is k.tracefs_features
     finally:
         use_kernel(old)
+
+
+def test_bpf_features_cache_falls_back_to_a_writable_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kprobes.backends.bpf import features as F
+
+    (tmp_path / "afile").write_text("")  # /run not writable (even for root: not a directory)
+    monkeypatch.setattr(F, "RUN_CACHE", str(tmp_path / "afile" / "bpf-features.json"))
+    monkeypatch.setenv("KPROBES_CACHE_DIR", str(tmp_path / "home"))
+    feats = F.Features(bpf=True, boot_id="b1", prog_types={"KPROBE": True})
+    F._store_cache(feats)
+    got = F._load_cache("b1")
+    assert got is not None and got.from_cache and got.prog_types == {"KPROBE": True}
+    assert (tmp_path / "home" / "bpf-features.json").exists()
+    assert F._load_cache("other-boot") is None
+    monkeypatch.setenv("KPROBES_CACHE_DIR", "")
+    assert F._cache_paths() == []

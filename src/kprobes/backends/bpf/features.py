@@ -120,9 +120,26 @@ def cache_path() -> Optional[str]:
     return os.path.join(d, "bpf-features.json") if d else None
 
 
+#: Per-boot cache first (tmpfs, gone at reboot; writable by root where the home cache
+#: is not, e.g. a VM with a read-only root), then the user's cache directory.
+RUN_CACHE = "/run/kprobes/bpf-features.json"
+
+
+def _cache_paths() -> List[str]:
+    home = cache_path()
+    return [RUN_CACHE, home] if home else []  # None: caching disabled (KPROBES_CACHE_DIR="")
+
+
 def _load_cache(boot: str) -> Optional[Features]:
-    p = cache_path()
-    if not p or not boot:
+    for p in _cache_paths():
+        feats = _load_one(p, boot)
+        if feats is not None:
+            return feats
+    return None
+
+
+def _load_one(p: str, boot: str) -> Optional[Features]:
+    if not boot:
         return None
     try:
         with open(p) as f:
@@ -137,9 +154,14 @@ def _load_cache(boot: str) -> Optional[Features]:
 
 
 def _store_cache(feats: Features) -> None:
-    p = cache_path()
-    if not p or not feats.boot_id:
+    if not feats.boot_id:
         return
+    for p in _cache_paths():
+        if _store_one(p, feats):
+            return
+
+
+def _store_one(p: str, feats: Features) -> bool:
     try:
         os.makedirs(os.path.dirname(p), exist_ok=True)
         tmp = f"{p}.{os.getpid()}.tmp"
@@ -147,8 +169,9 @@ def _store_cache(feats: Features) -> None:
             json.dump({"version": CACHE_VERSION, "boot_id": feats.boot_id,
                        "features": asdict(feats)}, f)
         os.replace(tmp, p)
+        return True
     except OSError:
-        pass
+        return False
 
 
 _TRIVIAL = pack("BBhiBBhi", 0xB7, 0, 0, 0, 0x95, 0, 0, 0).raw  # r0 = 0; exit
