@@ -42,6 +42,13 @@ def test_errno_translation() -> None:
     assert "older" in (b.hint or "")
 
 
+def test_eilseq_says_instruction_boundary() -> None:
+    e = translate(errno.EILSEQ, "perf_event_open(kprobe:vfs_read+1)")
+    text = e.format()  # type: ignore[attr-defined]
+    assert "not an instruction boundary" in text and "multibyte" not in text
+    assert "disassembl" in text
+
+
 def test_verifier_error_quotes_the_last_lines() -> None:
     log = "\n".join(f"{i}: line {i}" for i in range(40)) + "\nR0 !read_ok\n"
     e = VerifierError("BPF_PROG_LOAD failed", log, errno=errno.EACCES, tail=5)

@@ -141,6 +141,8 @@ _PERM_HINT = (
 def translate(err: int, what: str, *, detail: str = "") -> Exception:
     """The exception for ``errno`` ``err`` after ``what`` failed (never raised here)."""
     text = os.strerror(err)
+    if err == _errno.EILSEQ:  # kprobe at FUNC+OFFS inside an instruction (the kernel's check)
+        text = "the probe point is not an instruction boundary (FUNC+OFFS must be the first byte of an instruction)"
     msg = f"{what} failed: {text} ({_errno.errorcode.get(err, err)})"
     if detail:
         msg += f": {detail}"
@@ -151,6 +153,9 @@ def translate(err: int, what: str, *, detail: str = "") -> Exception:
     hint = None
     if err == _errno.E2BIG:
         hint = "this kernel does not know a field kprobes set; it is older than the feature"
+    elif err == _errno.EILSEQ:
+        hint = ("a kprobe must start an instruction: take FUNC+OFFS from the disassembly "
+                "(objdump -d vmlinux, or gdb 'disassemble FUNC'), or probe FUNC itself")
     elif err == _errno.ENOSYS:
         hint = "the kernel was built without CONFIG_BPF_SYSCALL"
     return BPFError(msg, errno=err, hint=hint)
