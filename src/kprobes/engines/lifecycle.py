@@ -124,6 +124,7 @@ class Lifecycle:
     def run_begin(self) -> None:
         for runner, target in self.user.begin:
             runner(synthetic("BEGIN", time.monotonic_ns()), target)
+        self.output.flush()  # BEGIN's output is out before any event (a reader may wait for it)
 
     def release_command(self) -> None:
         """Start ``-c CMD`` now that everything is armed (it exec()s only past its gate)."""

@@ -289,6 +289,7 @@ def _loop(reader: Any, decoder: RecordDecoder, lc: Lifecycle) -> None:
             time.sleep(timeout)
         if clock.due is not None:
             clock.fire(time.monotonic_ns())
+        lc.output.flush()  # printf output as it comes, as bpftrace writes it
         if lc.command_exited():
             if reader is not None:
                 _drain(reader, decoder)
