@@ -46,8 +46,9 @@ def _refuse(*_a: object, **_k: object) -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def offline() -> Iterator[None]:
-    """No tracefs write, no session, no child process for the whole module."""
+    """No tracefs write, no session (tracefs or BPF), no child process for the whole module."""
     from kprobes.backends import process
+    from kprobes.backends.bpf import session as bpf_session
     from kprobes.backends.tracefs import fs, session
     from kprobes.cli import record
     from kprobes.engines import runner
@@ -55,6 +56,7 @@ def offline() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fs.TraceFS, "write", _refuse)
         mp.setattr(session.Session, "open", _refuse)
+        mp.setattr(bpf_session.BpfSession, "__enter__", _refuse)  # --engine auto picks BPF
         mp.setattr(process, "spawn_gated", _refuse)
         mp.setattr(record, "spawn_gated", _refuse)
         mp.setattr(runner, "spawn_gated", _refuse)
