@@ -29,8 +29,14 @@ def check_signal_cleans(sig: int, defs: List[str]) -> None:
     p, group = start_child("wait", defs)
     assert session_leftovers(group), "the child should have armed probes"
     p.send_signal(sig)
-    p.wait(60)
-    assert p.returncode != 0 or sig == signal.SIGINT
+    try:  # communicate, not wait: a child blocked on a full stderr pipe would look hung
+        _out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _out, err = p.communicate()
+        raise AssertionError(f"child still running 60 s after {signal.Signals(sig).name}; "
+                             f"its stderr: {err[-3000:]!r}") from None
+    assert p.returncode != 0 or sig == signal.SIGINT, err
     assert session_leftovers(group) == []
 
 
