@@ -26,7 +26,7 @@ from ...bpf.maps import AttachType
 from ...errors import BPFError, FeatureMissing, KprobesError, PermissionProblem, VerifierError
 from .perf import PerfEvent, open_kprobe, open_tracepoint, open_uprobe
 from .prog import Program
-from .sys import Cmd, addr, bpf_errno, close_fd, pack, translate
+from .sys import Cmd, OwnedFd, addr, bpf_errno, pack, translate
 
 __all__ = [
     "Link",
@@ -49,7 +49,7 @@ BPF_F_KPROBE_MULTI_RETURN = 1
 _perf_link_ok: Optional[bool] = None
 
 
-class Link:
+class Link(OwnedFd):
     """An attachment: a BPF link fd, or a perf event carrying the program (ioctl path).
 
     ``kind`` is ``"perf_link"``, ``"perf_ioctl"`` or ``"kprobe_multi"``.
@@ -68,17 +68,9 @@ class Link:
         return self.fd < 0 and (self.event is None or self.event.closed)
 
     def close(self) -> None:
-        if self.fd >= 0:
-            close_fd(self.fd)
-            self.fd = -1
+        super().close()
         if self.event is not None:
             self.event.close()
-
-    def __enter__(self) -> "Link":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Link({self.description!r}, {self.kind}, fd={self.fd})"

@@ -22,7 +22,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from ...bpf.maps import MapSpec, MapType, enum_name, sanitize_name
 from ...errors import BPFError
-from .sys import Cmd, addr, bpf, bpf_errno, close_fd, pack, possible_cpus, translate
+from .sys import Cmd, OwnedFd, addr, bpf, bpf_errno, pack, possible_cpus, translate
 
 __all__ = ["Map", "MapInfo", "sanitize_name", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "PERCPU_TYPES"]
 
@@ -62,7 +62,7 @@ def _cpu_count() -> int:
     return len(possible_cpus())
 
 
-class Map:
+class Map(OwnedFd):
     """A BPF map fd and its geometry; close it (or leave the ``with``) to drop it.
 
     Build one with :meth:`create` (or the shorthands :meth:`hash`,
@@ -157,24 +157,6 @@ class Map:
         return cls.create(MapType.STACK_TRACE, 4, 8 * depth, max_entries, name=name)
 
     # -- ownership ----------------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
-        return self.fd < 0
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            close_fd(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> "Map":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return (f"Map({self.name or '?'}, type={self.map_type}, key={self.key_size}, "
                 f"value={self.value_size}, max={self.max_entries}, fd={self.fd})")

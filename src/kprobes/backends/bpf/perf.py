@@ -25,7 +25,7 @@ import struct
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ...errors import BPFError, FeatureMissing
-from .sys import close_fd, cstr, ioctl, online_cpus, perf_event_open
+from .sys import OwnedFd, cstr, ioctl, online_cpus, perf_event_open
 
 __all__ = [
     "PerfEvent",
@@ -109,7 +109,7 @@ def perf_attr(
     return head + b"\0" * (PERF_ATTR_SIZE_VER5 - len(head))
 
 
-class PerfEvent:
+class PerfEvent(OwnedFd):
     """One perf event fd: closing it removes the probe (or stops the sampling).
 
     ``description`` says what it is (``kprobe:vfs_read``, ``cpu 3 bpf-output``).
@@ -120,10 +120,6 @@ class PerfEvent:
         self.description = description
         self.cpu = cpu
 
-    @property
-    def closed(self) -> bool:
-        return self.fd < 0
-
     def enable(self) -> None:
         ioctl(self.fd, IOC_ENABLE, 0, what=f"PERF_EVENT_IOC_ENABLE on {self.description}")
 
@@ -133,20 +129,6 @@ class PerfEvent:
     def set_bpf(self, prog_fd: int) -> None:
         """``PERF_EVENT_IOC_SET_BPF``: the pre-5.15 way to attach a program."""
         ioctl(self.fd, IOC_SET_BPF, prog_fd, what=f"PERF_EVENT_IOC_SET_BPF on {self.description}")
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            close_fd(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> "PerfEvent":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"PerfEvent({self.description!r}, fd={self.fd})"

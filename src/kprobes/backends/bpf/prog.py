@@ -21,7 +21,18 @@ from typing import Dict, Hashable, Iterator, List, Mapping, Optional, Union
 
 from ...bpf.maps import ProgType, enum_name, sanitize_name
 from ...errors import BPFError, VerifierError
-from .sys import Cmd, addr, bpf, bpf_errno, close_fd, cstr, kernel_version_code, pack, translate
+from .sys import (
+    Cmd,
+    OwnedFd,
+    addr,
+    bpf,
+    bpf_errno,
+    close_fd,
+    cstr,
+    kernel_version_code,
+    pack,
+    translate,
+)
 
 __all__ = ["Program", "ProgInfo", "prog_ids", "prog_info_by_id", "LOG_MAX", "insn_bytes"]
 
@@ -102,7 +113,7 @@ def insn_bytes(insns: object, maps: Optional[Mapping[Hashable, object]] = None) 
     raise BPFError(f"cannot turn {type(insns).__name__} into BPF instructions")
 
 
-class Program:
+class Program(OwnedFd):
     """A loaded BPF program fd; close it (or leave the ``with``) to unload it once no
     link or perf event holds it."""
 
@@ -199,24 +210,6 @@ class Program:
     def info(self) -> ProgInfo:
         """``BPF_OBJ_GET_INFO_BY_FD``: id, tag, name, size, run statistics."""
         return _info_of_fd(self.fd)
-
-    @property
-    def closed(self) -> bool:
-        return self.fd < 0
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            close_fd(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> "Program":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Program({self.name or '?'}, type={self.prog_type}, insns={self.insn_count}, fd={self.fd})"

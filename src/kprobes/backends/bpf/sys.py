@@ -20,9 +20,11 @@ import errno as _errno
 import os
 import platform
 import struct
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, TypeVar, Union
 
 from ...errors import BPFError, PermissionProblem
+
+_O = TypeVar("_O", bound="OwnedFd")
 
 __all__ = [
     "Cmd",
@@ -223,6 +225,32 @@ def close_fd(fd: int) -> None:
         os.close(fd)
     except OSError:
         pass
+
+
+class OwnedFd:
+    """One kernel fd owned by an object (map, program, perf event, link): ``fileno()``,
+    ``closed``, an idempotent ``close()`` and ``with`` support.  Subclasses set ``fd``;
+    one that owns more than its fd extends ``close``/``closed``."""
+
+    fd: int
+
+    @property
+    def closed(self) -> bool:
+        return self.fd < 0
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            close_fd(self.fd)
+            self.fd = -1
+
+    def __enter__(self: _O) -> _O:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def parse_cpu_list(text: str) -> Tuple[int, ...]:
