@@ -325,7 +325,7 @@ def test_check_without_provider_refuses_structs() -> None:
         ("kprobe:f { @[ustack(perf, 0)] = count(); }", "ustack: limit must be 1..1024, not 0"),
         ("kprobe:f { @[ustack(arg0)] = count(); }",
          "ustack: expected a stack mode and/or a literal frame limit"),
-        ("kprobe:f { @x = $1; }", "positional parameters are not supported yet"),
+        ("kprobe:f { @x = $0; }", "param $0 is out of integer range [1, 9223372036854775807]"),
         ("kprobe:f { @x = 1; @x = \"a\"; }",
          "Type mismatch for @x: trying to assign value of type 'string[2]' when map already "
          "contains a value of type 'int64'"),

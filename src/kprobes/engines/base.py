@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional, Protocol, TextIO
+from typing import TYPE_CHECKING, Dict, List, Optional, Protocol, Sequence, TextIO
 
 from ..errors import KprobesError
 
@@ -110,8 +110,10 @@ def check_program(
     arch: Optional[str] = None,
     provider: Optional["KernelTypeProvider"] = None,
     symbols: Optional["SymbolSource"] = None,
+    params: Sequence[str] = (),
 ) -> Checked:
-    """Parse and type-check ``text`` for ``kernel`` (raises :class:`~kprobes.lang.LangError`)."""
+    """Parse and type-check ``text`` for ``kernel`` (raises :class:`~kprobes.lang.LangError`);
+    ``params``: the positional parameters ``$1``.. (``$#`` is their count)."""
     from ..backends.kernel import running_kernel
     from ..lang import check, parse_program
     from ..probes.arch import get_arch, host_arch
@@ -122,7 +124,7 @@ def check_program(
     a = get_arch(arch) if arch else host_arch()
     prov = provider if provider is not None else KernelTypeProvider(k.btf_or_none, k.tracefs_root)
     program = parse_program(text, filename)
-    checked = check(program, prov, max_args=len(a.arg_regs), arch_name=a.name)
+    checked = check(program, prov, max_args=len(a.arg_regs), arch_name=a.name, params=params)
     syms = symbols if symbols is not None else SymbolSource(lambda: k.symbols, tracefs_root=k.tracefs_root)
     return Checked(checked, k, prov, a, syms)
 
@@ -207,12 +209,18 @@ def prepare(
     engine: str = AUTO,
     opts: Optional[PlanOptions] = None,
     kernel: Optional["Kernel"] = None,
+    params: Sequence[str] = (),
 ) -> Selection:
-    """Parse, check, choose an engine and plan (no kernel object is made)."""
+    """Parse, check, choose an engine and plan (no kernel object is made).
+
+    ``params`` are the program's positional parameters (``bpftrace PROG a b``:
+    ``("a", "b")``): ``$1`` is ``a`` (an integer when it reads as one, else
+    usable as ``str($1)``), missing ones are 0 / "", ``$#`` is their count.
+    """
     o = opts if opts is not None else PlanOptions()
     if engine != AUTO and engine not in ENGINES:
         get_engine(engine)  # raises
-    prog = check_program(text, filename, kernel=kernel, arch=o.arch)
+    prog = check_program(text, filename, kernel=kernel, arch=o.arch, params=params)
     return choose(prog, o, engine)
 
 

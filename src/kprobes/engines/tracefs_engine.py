@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, TextIO
+from typing import TYPE_CHECKING, Optional, Sequence, TextIO
 
 from ..lang import check, parse_program
 from ..lang.checked import CheckedProgram
@@ -83,12 +83,14 @@ def check_program(
     *,
     provider: Optional[KernelTypeProvider] = None,
     arch: Optional[Arch] = None,
+    params: Sequence[str] = (),
 ) -> CheckedProgram:
-    """Parse and type-check ``text`` (raises :class:`~kprobes.lang.LangError`)."""
+    """Parse and type-check ``text`` (raises :class:`~kprobes.lang.LangError`);
+    ``params``: the positional parameters ``$1``..."""
     a = arch or host_arch()
     prov = provider if provider is not None else KernelTypeProvider(_btf_or_none, tracefs_root())
     program = parse_program(text, filename)
-    return check(program, prov, max_args=len(a.arg_regs), arch_name=a.name)
+    return check(program, prov, max_args=len(a.arg_regs), arch_name=a.name, params=params)
 
 
 def _btf_or_none() -> Optional[BTF]:
@@ -104,12 +106,13 @@ def prepare(
     *,
     provider: Optional[KernelTypeProvider] = None,
     symbols: Optional[SymbolSource] = None,
+    params: Sequence[str] = (),
 ) -> ProgramPlan:
     """Parse, check and plan a program (no tracefs writes; see :mod:`.plan`)."""
     arch = _arch(opts)
     root = tracefs_root() if provider is None or symbols is None else None
     prov = provider if provider is not None else KernelTypeProvider(_btf_or_none, root)
-    checked = check_program(text, filename, provider=prov, arch=arch)
+    checked = check_program(text, filename, provider=prov, arch=arch, params=params)
     eprobes = opts.eprobes if opts.eprobes is not None else eprobes_available(root)
     return plan_program(
         checked,

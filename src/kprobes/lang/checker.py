@@ -367,7 +367,7 @@ class _Checker(CallChecks):
         return t
 
     def param(self, e: ast.Param) -> Type:
-        self.error("positional parameters are not supported yet", e.span)
+        self.error(f"positional parameter ${e.text} was not substituted", e.span)  # see .params
         return NONE
 
     def builtin(self, e: ast.Builtin) -> Type:
@@ -719,15 +719,20 @@ def check(
     *,
     max_args: int = DEFAULT_MAX_ARGS,
     arch_name: str = "x86_64",
+    params: Sequence[str] = (),
 ) -> CheckedProgram:
     """Type-check ``program``; raise :class:`LangError` listing every error.
 
     ``provider`` answers struct and tracepoint questions (none known when
     omitted); ``max_args``/``arch_name`` bound ``argN`` (``arch_name`` only
-    appears in the error message).
+    appears in the error message); ``params`` are the positional parameters
+    (``$1``.., ``$#``; see :mod:`.params`), substituted before checking: the
+    checked program holds literals in their place.
     """
+    from .params import substitute
     from .provider import DictTypeProvider
 
+    program = substitute(program, params)
     prov: TypeProvider = provider if provider is not None else DictTypeProvider()
     maps: dict[str, MapState] = {}
     # Inference walks until every map's type is settled (``@a = @b; @b = @a + 1``

@@ -339,7 +339,11 @@ class MemoryOps:
         if isinstance(at, StringType):
             if len(e.args) == 2 and _literal(e.args[1]) is None:
                 raise self.error("str(string, n) with a computed n is not supported by the BPF engine", e)
-            self.str_expr(arg, off, size)
+            t = self.type_of(e)
+            keep = min(size, t.size) if isinstance(t, StringType) else size
+            if keep < size:  # str("world", 3) is "wor" (bpftrace 0.17)
+                self.zero(off, size)
+            self.str_expr(arg, off, keep)
             return
         self.zero(off, size)
         with a.stack.scope():
