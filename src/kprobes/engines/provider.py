@@ -101,9 +101,10 @@ def field_lang_type(f: FieldFormat) -> Type:
         return StringType(f.array_len if f.array_len else DYNAMIC_STRING_SIZE)
     if "*" in f.type:
         base = f.type.replace("const ", "").replace("*", "").strip()
-        if base in ("char", "signed char", "unsigned char"):
-            return PointerType(IntType(8, True))
-        return PointerType(VOID)
+        pointee: Type = IntType(8, True) if base in ("char", "signed char", "unsigned char") else VOID
+        for _ in range(f.type.count("*") - 1):  # const char *const *argv: char **
+            pointee = PointerType(pointee)
+        return PointerType(pointee)
     if f.array_len is not None and f.elem_size in (1, 2, 4, 8):
         return ArrayType(IntType(8 * f.elem_size, _int_signed(f.type, f.signed)), f.array_len)
     if f.size in (1, 2, 4, 8):
