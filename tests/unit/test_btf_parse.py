@@ -351,8 +351,7 @@ def test_random_struct_layouts_roundtrip(fields: list[tuple[int, bool, int]], or
 
 
 def test_types_are_frozen_values() -> None:
-    import dataclasses
-
+    from kprobes import _record as dataclasses
     from kprobes.btf import Member
 
     a = Struct(3, "s", 8, (Member("x", 1, 0, 0),))

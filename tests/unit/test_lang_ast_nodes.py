@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import FrozenInstanceError
-
 import pytest
 
+from kprobes._record import FrozenInstanceError
 from kprobes.lang import ast, parse_program
 from kprobes.lang.source import Span
 

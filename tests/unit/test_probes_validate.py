@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
+from kprobes._record import replace
 from kprobes.errors import ProbeSyntaxError
 from kprobes.probes import DeleteSpec, KernelFeatures, ProbeSpec, render, validate
 from kprobes.probes.arch import get_arch

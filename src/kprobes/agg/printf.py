@@ -30,10 +30,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Callable
 
 from kprobes.errors import KprobesError, ProbeSyntaxError
+
+from .._record import dataclass
 
 __all__ = [
     "PrintfFormatError",

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import gzip
 import os
-from dataclasses import dataclass
 from typing import Dict, List, Optional
+
+from .._record import dataclass
 
 __all__ = ["Check", "run_checks", "bpf_checks", "read_kernel_config"]
 

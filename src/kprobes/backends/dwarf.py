@@ -26,9 +26,9 @@ numbering (x86-64, AArch64) and become tracefs register names.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from .._record import dataclass
 from ..errors import ELFError, FeatureMissing, KprobesError
 
 __all__ = [

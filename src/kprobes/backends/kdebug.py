@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .._record import dataclass, field
 from ..errors import FeatureMissing, KprobesError
 from . import kdwarf as K
 from . import ksource as S

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+from .._record import dataclass
 from ..errors import KprobesError
 
 __all__ = ["SourceText", "banner_version", "find_source", "lazy_match", "lazy_lines"]

@@ -24,14 +24,14 @@ name is refused unless ``force``, which appends ``_1``, ``_2``...
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import fnmatch
 import os
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
+from .._record import dataclass
+from .._record import replace as replace_fields
 from ..errors import FeatureMissing, KprobesError
 from .tracefs.fs import TraceFS
 from .tracefs.owner import parse_owner
@@ -264,7 +264,7 @@ class ProbeManager:
                 )
             n += 1
             event = f"{base}_{n}"
-        spec = dataclasses.replace(spec, group=group, event=event)
+        spec = replace_fields(spec, group=group, event=event)
         line = spec.render()
         target = "kprobe_events" if spec.kind == "kprobe" else "uprobe_events"
         if not self.fs.exists(target):

@@ -19,9 +19,9 @@ Steps, each optional and each reported with a caret when it fails:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Union
 
+from .._record import dataclass
 from ..errors import KprobesError
 from ..probes.arch import Arch, get_arch, host_arch
 from ..probes.spec import ProbeSpec

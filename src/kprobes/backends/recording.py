@@ -43,9 +43,9 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass, field
 from typing import IO, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
+from .._record import dataclass, field
 from ..errors import KprobesError
 from ..events.model import FieldValue, TraceEvent
 

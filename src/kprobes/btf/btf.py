@@ -19,9 +19,9 @@ import struct
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Union
 
+from .._record import dataclass
 from ..errors import BTFError
 from . import types as T
 from .header import Blob, BTFHeader, Buffer, parse_header, scan_offsets

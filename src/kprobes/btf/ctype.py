@@ -7,8 +7,8 @@ A :class:`CType` is a BTF type plus extra pointer levels, so that a cast to
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from .._record import dataclass
 from ..errors import BTFError
 from . import types as T
 from .btf import BTF

@@ -26,9 +26,9 @@ import struct
 import sys
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Union
 
+from .._record import dataclass
 from ..errors import BTFError
 from .types import Record
 

@@ -16,8 +16,8 @@ The result is a list of :class:`PathStep` — "add ``offset``; then load a value
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from .._record import dataclass
 from ..errors import BTFError
 from . import types as T
 from .btf import BTF, close_matches

@@ -8,8 +8,9 @@ objects on demand.  Id 0 is ``void`` (:class:`Void`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import Any, ClassVar
+
+from .._record import dataclass, fields
 
 __all__ = [
     "Record",
@@ -109,7 +110,7 @@ class Record:
     __slots__ = ()
 
     def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
+        return tuple(getattr(self, f.name) for f in fields(self))
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -120,7 +121,7 @@ class Record:
         return hash(self._values())
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))  # type: ignore[arg-type]
+        inner = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
         return f"{self.__class__.__qualname__}({inner})"
 
 

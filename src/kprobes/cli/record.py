@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 import subprocess
 import time
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
+from .._record import replace as replace_fields
 from ..backends.process import spawn_gated
 from ..errors import KprobesError
 from .main import ArgParser, Streams, UsageError, parse
@@ -166,7 +166,7 @@ def run(args: List[str], streams: Streams) -> int:
             try:
                 for ev in s.events(ns.duration, until=until):
                     group, name = shown.get(ev.event, (ev.group or "?", ev.event))
-                    writer.write_event(dataclasses.replace(ev, group=group, event=name))
+                    writer.write_event(replace_fields(ev, group=group, event=name))
                     if s.unparsed:
                         unparsed += _drain(s.unparsed, lost)
             except KeyboardInterrupt:

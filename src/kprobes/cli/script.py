@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
+from .._record import dataclass, field
 from ..events.model import FieldValue, TraceEvent
 from .main import ArgParser, Streams, parse
 

@@ -15,9 +15,9 @@ allows it and the program compiles, else ``tracefs``, and says why
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Optional, Protocol, Sequence, TextIO
 
+from .._record import dataclass, field
 from ..errors import KprobesError
 
 if TYPE_CHECKING:

@@ -33,9 +33,9 @@ evaluator reads ``event.fields[name]`` there instead of evaluating the node.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
+from .._record import dataclass
 from ..errors import BTFError, KprobesError
 from ..lang import ast
 from ..lang.checked import CheckedProgram

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, List, Optional, TextIO, Tuple
 
+from .._record import dataclass
 from ..events.model import TraceEvent
 from .evaluator import ExitProgram
 from .runtime import own_comm

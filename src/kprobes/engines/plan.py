@@ -17,9 +17,9 @@ Python timers of the event loop.  :meth:`ProgramPlan.describe` is the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
+from .._record import dataclass, field
 from ..errors import KprobesError
 from ..lang import ast
 from ..lang.checked import CheckedProgram

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, List, Optional
 
+from .._record import dataclass
 from ..errors import KprobesError, NotTraceableError
 from ..lang import ast
 

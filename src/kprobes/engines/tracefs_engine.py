@@ -22,9 +22,9 @@ clock, i.e. CLOCK_MONOTONIC, the clock of bpftrace 0.17's ``nsecs``
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Sequence, TextIO
 
+from .._record import dataclass
 from ..lang import check, parse_program
 from ..lang.checked import CheckedProgram
 from ..probes.arch import Arch, get_arch, host_arch

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from kprobes.errors import KprobesError
+
+from .._record import dataclass
 
 __all__ = [
     "EventFormatError",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple, Union
+
+from .._record import dataclass, field
 
 FieldValue = Union[int, str, bytes, Tuple[object, ...]]
 

@@ -39,7 +39,6 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import (
     Callable,
     overload,
@@ -49,6 +48,8 @@ from kprobes.events.cmdlines import IDLE_COMM, UNKNOWN_COMM
 from kprobes.events.format import DEFAULT_PAGE_HEADER, EventFormat, FieldFormat, PageHeaderFormat
 from kprobes.events.model import FieldValue, TraceEvent
 from kprobes.events.values import FAULT, decode_c_string
+
+from .._record import dataclass, field
 
 __all__ = [
     "RB_MISSED_EVENTS",

@@ -17,9 +17,9 @@ converted to int nanoseconds like the text parser does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kprobes.events.format import EventFormatError
+
+from .._record import dataclass
 
 __all__ = ["CpuBufferStats", "parse_cpu_stats"]
 

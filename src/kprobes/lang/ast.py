@@ -25,9 +25,9 @@ on a slow VM for every ``kprobes -e`` run.
 
 from __future__ import annotations
 
-from dataclasses import FrozenInstanceError
 from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple, TypeVar, Union
 
+from .._record import FrozenInstanceError
 from .diagnostics import Diagnostic
 from .source import Span
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
+from .._record import dataclass, field
 from . import ast
 from .diagnostics import Diagnostic
 from .typesys import NONE, Type

@@ -14,8 +14,8 @@ bpftrace does.  Hints follow on ``HINT:`` lines.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from .._record import dataclass
 from ..errors import KprobesError
 from .source import Source, Span
 

@@ -16,8 +16,7 @@ itself (``"+="``, ``"{"``...).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from .._record import dataclass
 from .diagnostics import ERROR, Diagnostic, LangError
 from .source import Source, Span
 

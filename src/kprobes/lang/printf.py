@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from .._record import dataclass
 from .typesys import (
     AggType,
     ArrayType,

@@ -19,9 +19,9 @@ fields should be given as ``StringType`` of the maximum string size.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
+from .._record import dataclass
 from .typesys import Type
 
 __all__ = ["MemberInfo", "TypeProvider", "DictTypeProvider"]

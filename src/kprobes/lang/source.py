@@ -10,7 +10,8 @@ for ASCII programs).
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+
+from .._record import dataclass
 
 __all__ = ["Span", "Source"]
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+from .._record import dataclass, field
 from .typesys import Type
 
 __all__ = ["MapState", "Usage"]

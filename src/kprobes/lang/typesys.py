@@ -8,8 +8,9 @@ A :class:`TypeProvider` builds struct member types from these classes, e.g.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Union
+
+from .._record import dataclass
 
 __all__ = [
     "IntType", "StringType", "PointerType", "RecordType", "ArrayType", "VoidType",

@@ -7,8 +7,8 @@ kernel's ``regs_query_register_offset()`` tables, arch/*/kernel/ptrace.c).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
+from .._record import dataclass
 from ..errors import KprobesError
 
 __all__ = ["Arch", "ARCHES", "get_arch", "host_arch"]

@@ -16,8 +16,8 @@ upstream later than a series but was backported to it, the series gets it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 
+from .._record import dataclass, replace
 from ..errors import KprobesError
 
 __all__ = ["KernelFeatures", "BASIC_TYPES"]

@@ -22,8 +22,9 @@ Pure code: bytes in, offsets out.  No I/O.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
 from typing import List, Optional, Tuple
+
+from .._record import dataclass
 
 __all__ = ["insn_length", "Decoded", "decode", "MAX_INSN", "SUPPORTED_MACHINES"]
 

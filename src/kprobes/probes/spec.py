@@ -21,8 +21,9 @@ numbers are written in one canonical base, ``$COMM`` becomes ``$comm``.
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
 from typing import Union
+
+from .._record import dataclass
 
 __all__ = [
     "Register",

@@ -25,9 +25,9 @@ from __future__ import annotations
 import errno as _errno
 import json
 import os
-from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from ..._record import asdict, dataclass, field
 from ...bpf.helpers import Helper
 from ...bpf.maps import AttachType, MapType, ProgType
 from ...errors import BPFError, KprobesError, PermissionProblem, VerifierError

@@ -17,9 +17,9 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import struct
-from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from ..._record import dataclass
 from ...bpf.maps import MapSpec, MapType, enum_name, sanitize_name
 from ...errors import BPFError
 from .sys import Cmd, OwnedFd, addr, bpf, bpf_errno, pack, possible_cpus, translate

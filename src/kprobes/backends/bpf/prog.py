@@ -16,9 +16,9 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import struct
-from dataclasses import dataclass
 from typing import Dict, Hashable, Iterator, List, Mapping, Optional, Union
 
+from ..._record import dataclass
 from ...bpf.maps import ProgType, enum_name, sanitize_name
 from ...errors import BPFError, VerifierError
 from .sys import (

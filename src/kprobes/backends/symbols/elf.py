@@ -30,9 +30,10 @@ import re
 import stat
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 from kprobes.errors import ELFError
+
+from ..._record import dataclass
 
 __all__ = [
     "ELFFile",

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from kprobes.backends.symbols.ksym import KernelSymbolizer, shared_symbolizer
 from kprobes.errors import KprobesError
+
+from ..._record import dataclass, field
 
 __all__ = [
     "KSym",

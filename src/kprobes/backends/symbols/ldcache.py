@@ -32,10 +32,11 @@ import struct
 import sys
 import sysconfig
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from kprobes.backends.symbols.elf import ELFFile
 from kprobes.errors import ELFError, KprobesError
+
+from ..._record import dataclass
 
 __all__ = [
     "CacheEntry",

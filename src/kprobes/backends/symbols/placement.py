@@ -29,12 +29,13 @@ from __future__ import annotations
 import bisect
 import functools
 import os
-from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from kprobes.backends.symbols.elf import PT_LOAD, ELFFile, Symbol
 from kprobes.errors import ELFError
 from kprobes.probes.insnlen import decode
+
+from ..._record import dataclass
 
 __all__ = ["Placement", "check_offset", "function_index", "EM_X86_64", "EM_AARCH64"]
 

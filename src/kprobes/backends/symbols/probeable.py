@@ -29,7 +29,6 @@ import difflib
 import fnmatch
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from kprobes.backends.symbols.kallsyms import (
     FTRACE_INVALID_PREFIX,
@@ -42,6 +41,8 @@ from kprobes.backends.symbols.kallsyms import (
 )
 from kprobes.backends.symbols.renames import describe_rename, known_rename, shape_matches
 from kprobes.errors import NotTraceableError
+
+from ..._record import dataclass
 
 __all__ = [
     "Verdict",

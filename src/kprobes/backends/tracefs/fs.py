@@ -11,9 +11,9 @@ from __future__ import annotations
 import errno
 import os
 import re
-from dataclasses import dataclass
 from typing import Iterator, List, Optional
 
+from ..._record import dataclass
 from ...errors import (
     FeatureMissing,
     KernelRefused,

@@ -14,8 +14,9 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
+
+from ..._record import dataclass
 
 __all__ = [
     "Owner",

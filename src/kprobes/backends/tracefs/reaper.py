@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
+from ..._record import dataclass, field
 from .fs import TraceFS
 from .owner import Owner, is_foreign_leftover, owner_alive, parse_owner, split_event_line
 

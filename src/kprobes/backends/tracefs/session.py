@@ -18,7 +18,6 @@ reaps what the dead owner left.
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import errno
 import functools
 import os
@@ -27,7 +26,6 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import (
     TYPE_CHECKING,
@@ -45,6 +43,8 @@ from typing import (
     cast,
 )
 
+from ..._record import dataclass, field
+from ..._record import replace as replace_fields
 from ...errors import FeatureMissing, KprobesError
 from ...events.model import TraceEvent, UnparsedLine
 from ..signals import SessionInterrupted
@@ -471,7 +471,7 @@ class Session:
         spec = prepared.spec
         label = spec.event or spec.default_event or self._fresh_label(spec.kind)
         event = label
-        spec = dataclasses.replace(spec, group=self.group, event=event)
+        spec = replace_fields(spec, group=self.group, event=event)
         text = spec.render()
         types = dict(prepared.types)
         if self.event_comm and len(spec.args) < _MAX_ARGS and COMM_FIELD not in types:
@@ -592,7 +592,7 @@ class Session:
         rel = f"{self.instance}/{probe.rel}"
         if self.exclude_self:
             me = f"common_pid != {os.getpid()}"
-            probe = dataclasses.replace(probe, filter=f"({probe.filter}) && {me}" if probe.filter else me)
+            probe = replace_fields(probe, filter=f"({probe.filter}) && {me}" if probe.filter else me)
             self.probes[probe.label] = probe
         if probe.filter:
             try:

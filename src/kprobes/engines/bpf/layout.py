@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import struct
 import sys
-from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from ..._record import dataclass
 from ...agg.aggregations import (
     Aggregation,
     Avg,

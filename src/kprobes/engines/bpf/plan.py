@@ -13,9 +13,9 @@ tracefs engine) against the kernel maps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from ..._record import dataclass, field
 from ...bpf.asm import Program
 from ...bpf.maps import MapType, ProgType, enum_name
 from ...lang.checked import CheckedProgram

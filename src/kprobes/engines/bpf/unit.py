@@ -17,9 +17,9 @@ read by the runtime (:mod:`.lifecycle`) and by ``--dry-run``:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from ..._record import dataclass, field
 from ...bpf.maps import MapSpec, MapType
 from ...errors import KprobesError
 from ...lang import ast
