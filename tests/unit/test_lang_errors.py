@@ -78,8 +78,8 @@ def test_several_errors_in_one_message() -> None:
 
 
 def test_multi_line_span_prints_line_range_only() -> None:
-    text = "kprobe:f { unroll (2) {\n @x = 1;\n} }"
-    assert message(text) == "stdin:1-3: ERROR: unroll is not supported yet"
+    text = "kprobe:f { unroll (0\n\n) {\n @x = 1;\n} }"
+    assert message(text) == "stdin:1-3: ERROR: unroll minimum value is 1"
 
 
 def test_error_without_location() -> None:

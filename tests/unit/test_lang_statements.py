@@ -111,3 +111,59 @@ def test_positional_parameters_in_printf_and_predicates() -> None:
 def test_positional_parameter_errors_are_bpftraces(text: str, params: Sequence[str], message: str
                                                    ) -> None:
     assert message in error_of(text, params)
+
+
+# -- loops ---------------------------------------------------------------------------------
+def test_while_break_continue_and_unroll_match_bpftrace() -> None:
+    # bpftrace 0.17 on the host: @w[1]: 2 @w[2]: 4 @w[4]: 8 @w[5]: 10 @w[6]: 12, @u: 3
+    maps = both('$i = 0; while ($i < 10) { $i++; if ($i == 3) { continue; }'
+                ' if ($i == 7) { break; } @w[$i] = $i * 2; } unroll(3) { @u++; }')
+    assert maps["w"] == {(1,): 2, (2,): 4, (4,): 8, (5,): 10, (6,): 12}
+    assert maps["u"] == {(): 3}
+
+
+def test_nested_loops_and_break_out_of_an_unroll_in_a_while() -> None:
+    maps = both('$i = 0; while ($i < 4) { $j = 0; $i++; while (1) { $j++; if ($j > $i) { break; }'
+                ' @n[$i] = @n[$i] + 1; } unroll(5) { @t += 1; if (@t >= 6) { break; } } }'
+                ' @end = $i * 100 + $j;')
+    # bpftrace 0.17: @end: 203, @n[1]: 1, @n[2]: 2, @t: 6 (the break leaves the outer while)
+    assert maps["n"] == {(1,): 1, (2,): 2}
+    assert maps["t"] == {(): 6} and maps["end"] == {(): 203}
+
+
+def test_unroll_count_from_a_positional_parameter() -> None:
+    assert both("unroll($1) { @x++; } unroll($#) { @y++; }", ["4", "a", "b"]) == {
+        "x": {(): 4}, "y": {(): 3}}
+
+
+@pytest.mark.parametrize("text,message", [
+    ("BEGIN { unroll(0) { @ = 1; } }", "stdin:1:9-18: ERROR: unroll minimum value is 1"),
+    ("BEGIN { unroll(101) { @ = 1; } }", "stdin:1:9-20: ERROR: unroll maximum value is 100"),
+    ("BEGIN { unroll(2) { break; } }", "stdin:1:21-26: ERROR: break used outside of a loop"),
+    ("BEGIN { continue; }", "ERROR: continue used outside of a loop"),
+    ("BEGIN { $x = 1; unroll($x) { @ = 1; } }",
+     "ERROR: unroll takes an integer literal or a positional parameter"),
+    ("BEGIN { while (comm) { } }", "ERROR: Invalid condition in while(): string"),
+])
+def test_loop_errors(text: str, message: str) -> None:
+    assert message in error_of(text)
+
+
+def test_runaway_while_ends_the_tracefs_program_with_an_error() -> None:
+    from kprobes.engines import evaluator
+    from kprobes.errors import KprobesError
+
+    old = evaluator.MAX_LOOP_ITERATIONS
+    evaluator.MAX_LOOP_ITERATIONS = 50
+    try:
+        with pytest.raises(KprobesError, match="ran 50 times"):
+            evaluate("while (1) { @x++; }")
+    finally:
+        evaluator.MAX_LOOP_ITERATIONS = old
+
+
+def test_while_loop_is_a_backward_jump_in_bpf() -> None:
+    c = checked("kprobe:f { $i = 0; while ($i < 3) { $i++; } @ = $i; }")
+    prog = ProbeCodegen(Unit(c, Caps()), 0, "kprobe", [("kprobe:f", "f")]).compile()
+    jumps = [i for i, ins in enumerate(prog.insns) if ins.code & 0x07 == 0x05 and ins.off < 0]
+    assert jumps, "no backward jump"

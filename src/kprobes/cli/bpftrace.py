@@ -68,6 +68,11 @@ def build_parser() -> ArgParser:
     p.add_argument("--engine", choices=("auto", "bpf", "tracefs"), default="auto",
                    help="(kprobes) eBPF programs compiled in Python, or tracefs events + Python; "
                         "auto (default): bpf where the kernel allows it and the program compiles")
+    p.add_argument("--folded", action="store_true",
+                   help="(kprobes) print stack-keyed maps at exit as folded stacks "
+                        "(root;...;leaf COUNT, bare function names) for flame graphs")
+    p.add_argument("--folded-offsets", action="store_true",
+                   help="(kprobes) --folded with func+offset frames")
     return p
 
 
@@ -123,7 +128,12 @@ def run(args: List[str], streams: Streams) -> int:
     validate.check_output_path(ns.output)
     from ..engines.lifecycle import RunOptions
 
-    opts = RunOptions(command=ns.command, pid=ns.pid, duration=ns.duration, fmt=ns.format,
+    fmt = ns.format
+    if ns.folded or ns.folded_offsets:
+        from ..export.folded import check_folded
+
+        fmt = check_folded(sel.plan.checked, ns.format, ns.folded_offsets)
+    opts = RunOptions(command=ns.command, pid=ns.pid, duration=ns.duration, fmt=fmt,
                       buffer_size_kb=ns.buffer_size)
     out: TextIO = streams.out
     fh: Optional[_OutputFile] = None

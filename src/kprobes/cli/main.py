@@ -31,6 +31,7 @@ SUBCOMMANDS: Dict[str, str] = {
     "record": "kprobes.cli.record",
     "script": "kprobes.cli.script",
     "report": "kprobes.cli.report",
+    "flamegraph": "kprobes.cli.flamegraph",
 }
 
 USAGE = """\
@@ -48,6 +49,7 @@ commands:
   record -e EV     record events into a file (default kprobes.data)
   script           print a recording one event per line (like perf script)
   report           summarize a recording: events, processes, numeric fields
+  flamegraph       folded stacks (kprobes --folded) to an interactive SVG flame graph
 
 exit status: 0 ok, 1 error, 2 usage or syntax error, 3 events lost (trace
 --loss-is-error), 69 kernel feature missing, 77 not permitted, 128+N stopped by

@@ -55,6 +55,20 @@ class _Return(Exception):
     """``return``: leave this probe's action."""
 
 
+class _Break(Exception):
+    """``break``: leave the innermost ``while``."""
+
+
+class _Continue(Exception):
+    """``continue``: the innermost ``while``'s next test."""
+
+
+#: Iterations one ``while`` may run in one probe hit.  The BPF verifier refuses loops it
+#: cannot bound (its limit is a million instructions per program); here such a loop
+#: would hang the tracer, so it ends the program with an error instead.
+MAX_LOOP_ITERATIONS = 1 << 20
+
+
 class Frame:
     """One probe invocation: the event, its fields, its ``$variables``, its place."""
 
@@ -196,11 +210,52 @@ class ProbeCompiler:
             return self.if_stmt(st)
         if isinstance(st, ast.Block):
             return self.block(st)
+        if isinstance(st, ast.While):
+            return self.while_stmt(st)
+        if isinstance(st, ast.Unroll):
+            body = self.block(st.body)
+            n = st.count.value if isinstance(st.count, ast.IntLit) else 0
+            times = range(n)
+
+            def unrolled(fr: Frame) -> None:
+                for _ in times:
+                    body(fr)
+
+            return unrolled
+        if isinstance(st, ast.Jump):
+            exc = _Break if st.kind == "break" else _Continue
+
+            def jump(fr: Frame) -> None:
+                raise exc()
+
+            return jump
 
         def ret(fr: Frame) -> None:
             raise _Return()
 
         return ret
+
+    def while_stmt(self, st: ast.While) -> Stmt:
+        cond = self.expr(st.cond)
+        body = self.block(st.body)
+        where = f"line {st.span.line}"
+
+        def loop(fr: Frame) -> None:
+            n = 0
+            while cond(fr):
+                n += 1
+                if n > MAX_LOOP_ITERATIONS:
+                    raise KprobesError(
+                        f"the while loop at {where} ran {MAX_LOOP_ITERATIONS} times in one probe hit",
+                        hint="bound the loop (the BPF verifier refuses loops it cannot bound)")
+                try:
+                    body(fr)
+                except _Continue:
+                    continue
+                except _Break:
+                    break
+
+        return loop
 
     def if_stmt(self, st: ast.If) -> Stmt:
         cond = self.expr(st.cond)

@@ -155,6 +155,8 @@ class FetchFinder:
                 self._collect_if(st)
             elif isinstance(st, ast.Block):
                 self._collect_assigns(st)
+            elif isinstance(st, (ast.While, ast.Unroll)):
+                self._collect_assigns(st.body)
 
     def _collect_if(self, st: ast.If) -> None:
         self._collect_assigns(st.then)
@@ -197,6 +199,11 @@ class FetchFinder:
             self.if_stmt(st)
         elif isinstance(st, ast.Block):
             self.block(st)
+        elif isinstance(st, ast.While):
+            self.expr(st.cond)
+            self.block(st.body)
+        elif isinstance(st, ast.Unroll):
+            self.block(st.body)
 
     def if_stmt(self, st: ast.If) -> None:
         self.expr(st.cond)

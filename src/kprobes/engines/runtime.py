@@ -158,6 +158,8 @@ def lhist_params(program: ast.Program) -> Dict[str, Tuple[int, int, int]]:
                 visit_if(st)
             elif isinstance(st, ast.Block):
                 visit(st)
+            elif isinstance(st, (ast.While, ast.Unroll)):
+                visit(st.body)
 
     def visit_if(st: ast.If) -> None:
         visit(st.then)

@@ -7,7 +7,7 @@ Expressions::
 
 Statements::
 
-    ExprStmt AssignVar AssignMap If Return Block
+    ExprStmt AssignVar AssignMap If Return Block While Unroll Jump
 
 A :class:`Program` is a list of :class:`Probe`; a probe has one or more
 :class:`AttachPoint`, an optional predicate and a :class:`Block`.
@@ -36,7 +36,7 @@ _T = TypeVar("_T")
 __all__ = [
     "IntLit", "StrLit", "Builtin", "Ident", "Var", "Param", "Map", "FieldAccess", "Index",
     "Call", "Binary", "Unary", "IncDec", "Ternary", "Cast", "TypeName", "Expr",
-    "ExprStmt", "AssignVar", "AssignMap", "If", "Return", "Block", "Stmt",
+    "ExprStmt", "AssignVar", "AssignMap", "If", "Return", "Block", "Stmt", "While", "Unroll", "Jump",
     "AttachPoint", "Probe", "Program",
     "BINARY_OPS", "COMPOUND_OPS",
 ]  # fmt: skip
@@ -395,7 +395,33 @@ class Return:
     span: Span
 
 
-Stmt = Union[ExprStmt, AssignVar, AssignMap, If, Return, Block]
+@dataclass(frozen=True)
+class While:
+    """``while (cond) { ... }`` (a bounded loop on the BPF engine: kernel 5.3+)."""
+
+    cond: Expr
+    body: Block
+    span: Span
+
+
+@dataclass(frozen=True)
+class Unroll:
+    """``unroll (N) { ... }``: the body N times (N a literal 1..100, checked by the checker)."""
+
+    count: Expr
+    body: Block
+    span: Span
+
+
+@dataclass(frozen=True)
+class Jump:
+    """``break`` or ``continue`` (``kind``) inside a ``while`` loop."""
+
+    kind: str
+    span: Span
+
+
+Stmt = Union[ExprStmt, AssignVar, AssignMap, If, Return, Block, While, Unroll, Jump]
 
 
 # -- probes -----------------------------------------------------------------

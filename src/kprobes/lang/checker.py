@@ -176,6 +176,29 @@ class _Checker(CallChecks):
             self.if_stmt(stmt)
         elif isinstance(stmt, ast.Block):
             self.block(stmt)
+        elif isinstance(stmt, ast.While):
+            t = self.expr(stmt.cond)
+            if not self.is_condition(t):
+                self.error(f"Invalid condition in while(): {self.kind(t)}", stmt.cond.span)
+            self.block(stmt.body)
+        elif isinstance(stmt, ast.Unroll):
+            self.unroll(stmt)
+
+    def unroll(self, stmt: ast.Unroll) -> None:
+        c = stmt.count
+        n = c.value if isinstance(c, ast.IntLit) else None
+        if isinstance(c, ast.Unary) and c.op == "-" and isinstance(c.operand, ast.IntLit):
+            n = -c.operand.value
+        if n is None:
+            self.expr(c)
+            self.error("unroll takes an integer literal or a positional parameter", c.span)
+        elif n > 100:
+            self.error("unroll maximum value is 100", stmt.span)
+        elif n < 1:
+            self.error("unroll minimum value is 1", stmt.span)
+        else:
+            self.types[id(c)] = INT64
+        self.block(stmt.body)
 
     def if_stmt(self, stmt: ast.If) -> None:
         t = self.expr(stmt.cond)

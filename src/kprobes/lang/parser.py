@@ -2,10 +2,10 @@
 
 Expressions follow C precedence (see :data:`~kprobes.lang.ast.BINARY_OPS`),
 with casts ``(uint32)x`` / ``(struct sock *)arg0``, postfix ``[]``, ``.``,
-``->``, ``++``/``--`` and the ternary operator.  The first syntax error stops
-parsing (as bison does); constructs bpftrace has but this front end does not
-support (``unroll``, ``while``, ``config = {...}``, tuples, ``sizeof``) are
-refused with a clean error.
+``->``, ``++``/``--`` and the ternary operator; ``while``/``unroll`` loops
+with ``break``/``continue``.  The first syntax error stops parsing (as bison
+does); constructs bpftrace has but this front end does not support
+(``config = {...}``, tuples, ``sizeof``) are refused with a clean error.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class _Parser:
         self.diags: list[Diagnostic] = []
         self.includes: list[str] = []
         self.block_depth = 0
+        self.loop_depth = 0
         self.heights: dict[int, tuple[int, object]] = {}
         self.nesting = 0
 
@@ -192,9 +193,10 @@ class _Parser:
             word = tok.text
             if word == "if":
                 return self.if_stmt(), True
-            if word in ("unroll", "while"):
-                self.refused_loop(word)
-                return None, True
+            if word == "while":
+                return self.while_stmt(), True
+            if word == "unroll":
+                return self.unroll_stmt(), True
             if word == "return":
                 self.advance()
                 if self.peek().kind in _EXPR_START:
@@ -202,7 +204,10 @@ class _Parser:
                     self.error("return with a value is not supported in probes", value.span)
                 return ast.Return(tok.span), False
             if word in ("break", "continue"):
-                self.fatal(f"'{word}' used outside of a loop", tok.span)
+                self.advance()
+                if not self.loop_depth:
+                    self.error(f"{word} used outside of a loop", tok.span)
+                return ast.Jump(word, tok.span), False
             if word in ("for", "let"):
                 what = "for loops" if word == "for" else "variable declarations (let)"
                 self.fatal(f"{what} are not supported yet", tok.span)
@@ -222,15 +227,23 @@ class _Parser:
             self.unexpected()
         return ast.ExprStmt(e, e.span), False
 
-    def refused_loop(self, word: str) -> None:
+    def while_stmt(self) -> ast.While:
         tok = self.advance()
         self.expect("(", "(")
-        self.expr()
+        cond = self.expr()
         self.expect(")", ")")
+        self.loop_depth += 1
         body = self.block()
-        what = "unroll" if word == "unroll" else "while loops"
-        verb = "is" if word == "unroll" else "are"
-        self.error(f"{what} {verb} not supported yet", tok.span.to(body.span))
+        self.loop_depth -= 1
+        return ast.While(cond, body, tok.span.to(body.span))
+
+    def unroll_stmt(self) -> ast.Unroll:
+        tok = self.advance()
+        self.expect("(", "(")
+        count = self.expr()
+        end = self.expect(")", ")")
+        body = self.block()  # break/continue in it leave an enclosing while, as in bpftrace
+        return ast.Unroll(count, body, tok.span.to(end.span))
 
     def if_stmt(self) -> ast.If:
         start = self.advance()

@@ -124,6 +124,8 @@ class ProbeCodegen(MemoryOps):
         self.vars: Dict[str, Tuple[int, Type]] = {}
         #: The code emitted last jumped away for good (exit(), return): stop emitting.
         self.dead = False
+        #: (continue label, break label) of the enclosing ``while`` loops, innermost last.
+        self.loops: List[Tuple[str, str]] = []
         self._labels = 0
         self._lines = self.program.text.splitlines()
 
@@ -233,9 +235,37 @@ class ProbeCodegen(MemoryOps):
                 self.if_stmt(st)
             elif isinstance(st, ast.Block):
                 self.block(st)
+            elif isinstance(st, ast.While):
+                self.while_stmt(st)
+            elif isinstance(st, ast.Unroll):
+                n = st.count.value if isinstance(st.count, ast.IntLit) else 0
+                for _ in range(n):
+                    if self.dead:
+                        break
+                    self.block(st.body)
+            elif isinstance(st, ast.Jump):
+                cont, brk = self.loops[-1]
+                self.a.ja(cont if st.kind == "continue" else brk)
+                self.dead = True
             else:
                 self.a.ja(".exit")
                 self.dead = True
+
+    def while_stmt(self, st: ast.While) -> None:
+        """A bounded loop: a backward jump, which the verifier accepts from Linux 5.3 when it
+        can bound the loop (bpftrace 0.17 emits the same; it adds no counter either)."""
+        a = self.a
+        top, end = self.label("while"), self.label("wend")
+        a.label(top)
+        self.int_expr(st.cond)
+        a.jeq(R0, 0, end)
+        self.loops.append((top, end))
+        self.block(st.body)
+        self.loops.pop()
+        if not self.dead:
+            a.ja(top)
+        self.dead = False
+        a.label(end)
 
     def int_or_str_discard(self, e: ast.Expr) -> None:
         t = self.type_of(e)
