@@ -31,6 +31,7 @@ SUBCOMMANDS: Dict[str, str] = {
     "record": "kprobes.cli.record",
     "script": "kprobes.cli.script",
     "report": "kprobes.cli.report",
+    "tools": "kprobes.cli.tools",
     "flamegraph": "kprobes.cli.flamegraph",
 }
 
@@ -49,6 +50,7 @@ commands:
   record -e EV     record events into a file (default kprobes.data)
   script           print a recording one event per line (like perf script)
   report           summarize a recording: events, processes, numeric fields
+  tools [NAME]     ready tools: opensnoop, funclatency, funccount... (kprobes tools lists them)
   flamegraph       folded stacks (kprobes --folded) to an interactive SVG flame graph
 
 exit status: 0 ok, 1 error, 2 usage or syntax error, 3 events lost (trace
