@@ -52,7 +52,7 @@ __all__ = ["Fetch", "FetchFinder", "FAMILY", "plan_error"]
 #: Attach-point provider -> fetch family (probes of one family share fetch rules).
 FAMILY = {
     "kprobe": "kprobe", "kretprobe": "kprobe", "uprobe": "uprobe", "uretprobe": "uprobe",
-    "tracepoint": "tracepoint", "BEGIN": "BEGIN", "END": "END", "interval": "interval",
+    "usdt": "usdt", "tracepoint": "tracepoint", "BEGIN": "BEGIN", "END": "END", "interval": "interval",
 }  # fmt: skip
 _STRING_TYPES = ("string", "ustring")
 #: C spelling of bpftrace's integer cast types, as vmlinux BTF names them.
@@ -248,7 +248,9 @@ class FetchFinder:
 
     def builtin(self, e: ast.Builtin) -> None:
         n = e.arg_index
-        if n is not None:
+        if n is not None and self.family == "usdt":  # the site's own location (.usdt)
+            self.field_of[id(e)] = self.add(e.name, usdt_slot(n), usdt_slot(n))
+        elif n is not None:
             reg = self.arch.arg_register(n + 1)
             if reg is None:  # pragma: no cover - the checker bounds argN
                 raise self.error(f"{self.arch.name} doesn't support {e.name}", e.span)
@@ -256,7 +258,7 @@ class FetchFinder:
         elif e.name == "retval":
             self.field_of[id(e)] = self.add("retval", "$retval", "u64")
         elif e.name == "comm" and (self.family != "tracepoint" or self.eprobe):
-            if self.family in ("kprobe", "uprobe", "tracepoint"):
+            if self.family in ("kprobe", "uprobe", "usdt", "tracepoint"):
                 self.field_of[id(e)] = self.add("comm", "$comm", "string")
 
     def tracepoint_field(self, e: ast.FieldAccess) -> None:
@@ -313,7 +315,7 @@ class FetchFinder:
         self.field_of[id(e)] = self.add(hint, expr, typ)
 
     def _user_memory(self) -> bool:
-        if self.family == "uprobe":
+        if self.family in ("uprobe", "usdt"):
             return True
         return self.family == "tracepoint" and any(s == "syscalls" for s, _ in self.tracepoints)
 
@@ -340,6 +342,8 @@ class FetchFinder:
             return None
         if isinstance(e, ast.Builtin):
             n = e.arg_index
+            if n is not None and self.family == "usdt":
+                return _K(usdt_slot(n), None, "")
             if n is not None and self.family in ("kprobe", "uprobe"):
                 reg = self.arch.arg_register(n + 1)
                 return _K(f"%{reg}", None, "") if reg else None
@@ -401,7 +405,7 @@ class FetchFinder:
             bits, signed = k.int_pointee
             off = int(m.group(1)) * bits // 8
             return f"+{off}({k.base})", f"{'s' if signed else 'u'}{bits}"
-        if self.family == "uprobe":
+        if self.family in ("uprobe", "usdt"):
             raise self.error(
                 "struct members in uprobes need the program's own type information, "
                 "which the tracefs engine does not read (only kernel BTF)",
@@ -422,6 +426,12 @@ class FetchFinder:
         if not expr:  # pragma: no cover - fetcharg_for_path always types its result
             raise KprobesError(f"unexpected fetcharg {text!r}")
         return expr, typ
+
+
+def usdt_slot(n: int) -> str:
+    """The placeholder of USDT argument ``n`` in a fetch's expression and type: each
+    site's location replaces it (:func:`kprobes.engines.usdt.usdt_fetches`)."""
+    return "{usdt" + str(n) + "}"
 
 
 def _is_args(e: ast.Expr) -> bool:

@@ -472,6 +472,8 @@ class AttachPoint:
             return f"{self.provider}:{self.target}:{where}{off}"
         if self.provider in ("interval", "profile"):
             return f"{self.provider}:{self.unit}:{self.period}"
+        if self.provider == "usdt":
+            return f"usdt:{self.target}:{self.module + ':' if self.module else ''}{self.func}"
         return f"{self.provider}:{self.target}:{self.func}"
 
 

@@ -61,7 +61,7 @@ _CMP = {"==": ("jeq", "jeq"), "!=": ("jne", "jne"), "<": ("jlt", "jslt"), "<=": 
         ">": ("jgt", "jsgt"), ">=": ("jge", "jsge")}
 _ALU = {"+": "add64", "-": "sub64", "*": "mul64", "/": "div64", "%": "mod64", "&": "and64",
         "|": "or64", "^": "xor64", "<<": "lsh64", ">>": "rsh64"}
-_USER_FAMILIES = ("uprobe", "uretprobe")
+_USER_FAMILIES = ("uprobe", "uretprobe", "usdt")
 #: ``bpf_get_stackid`` flag: walk the user stack (uapi bpf.h ``BPF_F_USER_STACK``).
 BPF_F_USER_STACK = 1 << 8
 
@@ -106,6 +106,7 @@ class ProbeCodegen(MemoryOps):
         const_index: Optional[int] = None,
         tracepoint: Optional[Tuple[str, str]] = None,
         pid: int = 0,
+        usdt: Optional[object] = None,
     ) -> None:
         self.unit = unit
         self.checked = unit.checked
@@ -120,6 +121,8 @@ class ProbeCodegen(MemoryOps):
         self.const_index = const_index if const_index is not None else (0 if len(self.names) == 1 else None)
         self.tracepoint = tracepoint
         self.pid = pid
+        #: usdt: the probe site (a UsdtProbe) whose notes say where argN are
+        self.usdt = usdt
         self.a = Assembler()
         self.vars: Dict[str, Tuple[int, Type]] = {}
         #: The code emitted last jumped away for good (exit(), return): stop emitting.
@@ -564,7 +567,11 @@ class ProbeCodegen(MemoryOps):
         a = self.a
         n = e.name
         idx = e.arg_index
-        if idx is not None:
+        if idx is not None and self.usdt is not None:
+            from .usdt import emit_usdt_arg
+
+            emit_usdt_arg(self, self.usdt, idx, e)  # type: ignore[arg-type]
+        elif idx is not None:
             reg = _ARG_REGS.get(self.arch, ())
             if idx >= len(reg):
                 raise self.error(f"{n} is not in a register on {self.arch}", e)
