@@ -167,7 +167,7 @@ def test_probe_name_is_canonical() -> None:
         ("interval:s { }", "interval probe must have unit of time"),
         ("BEGIN:x { }", "BEGIN/END probes should not have a target"),
         ("profile:hz:0 { }", "profile frequency should be a positive integer"),
-        ("usdt:/bin/sh:x { }", "'usdt' probes are not supported yet"),
+        ("self:signal:SIGUSR1 { }", "'self' probes are not supported yet"),
         ("fentry:vfs_read { }", "'fentry' probes are not supported yet"),
         ("kprobe:vfs_*+4 { }", "Offset not allowed with wildcards"),
     ],

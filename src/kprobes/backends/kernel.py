@@ -191,6 +191,7 @@ def bpf_refusal(feats: "Features", providers: "set[str]") -> Optional[str]:
             return "this kernel has no bpf() system call (ENOSYS)"
         return f"BPF is unusable here: {err.splitlines()[0] if err else 'unknown error'}"
     need = {"kprobe": "KPROBE", "kretprobe": "KPROBE", "uprobe": "KPROBE", "uretprobe": "KPROBE",
+            "usdt": "KPROBE",
             "tracepoint": "TRACEPOINT", "profile": "PERF_EVENT"}
     for prov in sorted(providers):
         t = need.get(prov)
@@ -198,7 +199,7 @@ def bpf_refusal(feats: "Features", providers: "set[str]") -> Optional[str]:
             return f"this kernel refuses BPF {t} programs (needed by {prov} probes)"
     if providers & {"kprobe", "kretprobe"} and not feats.kprobe_pmu:
         return "this kernel has no kprobe PMU for BPF (CONFIG_KPROBE_EVENTS)"
-    if providers & {"uprobe", "uretprobe"} and not feats.uprobe_pmu:
+    if providers & {"uprobe", "uretprobe", "usdt"} and not feats.uprobe_pmu:
         return "this kernel has no uprobe PMU for BPF (CONFIG_UPROBE_EVENTS)"
     for h in ("probe_read_kernel", "probe_read_user"):
         if h in feats.helpers and not feats.helpers[h] and not feats.helpers.get("probe_read", False):

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["KernelEvent", "Variant", "ProgramPlan", "plan_program", "interval_ns"]
 
-_PREFIX = {"kprobe": "kp", "uprobe": "up", "tracepoint": "ep"}
+_PREFIX = {"kprobe": "kp", "uprobe": "up", "usdt": "us", "tracepoint": "ep"}
 _UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000}
 
 
@@ -295,7 +295,12 @@ def _variant(
     )
     prefix = _PREFIX.get(fam, "kp")
     for j, t in enumerate(targets):
-        types = tuple((f.name, f.type) for f in v.fetches)
+        fetches = v.fetches
+        if t.usdt is not None:  # each USDT site has its own argument locations
+            from .usdt import usdt_fetches
+
+            fetches = usdt_fetches(fetches, t)
+        types = tuple((f.name, f.type) for f in fetches)
         if fam == "tracepoint" and not v.eprobe:
             event = t.place.split(":", 1)[1]
             v.events.append(KernelEvent(event, "tracepoint", t, None, v.kernel_filter))
@@ -305,6 +310,6 @@ def _variant(
         if fam == "tracepoint" and v.eprobe is False:  # pragma: no cover - handled above
             raise KprobesError("internal: tracepoint without event probe")
         v.events.append(
-            KernelEvent(name, kind, t, _definition(name, t, v.fetches, v.eprobe), v.kernel_filter, types)
+            KernelEvent(name, kind, t, _definition(name, t, fetches, v.eprobe), v.kernel_filter, types)
         )
     return v

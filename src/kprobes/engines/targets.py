@@ -23,6 +23,7 @@ from ..lang import ast
 
 if TYPE_CHECKING:
     from ..backends.symbols.placement import Placement
+    from ..backends.symbols.usdt import UsdtProbe
 
 __all__ = ["Target", "SymbolSource", "expand", "explain_refusal", "Governor", "DEFAULT_BUDGET",
            "misplaced_uprobe"]
@@ -38,6 +39,7 @@ class Target:
     * kprobe/kretprobe: ``place`` is ``FUNC``, ``MOD:FUNC`` or ``FUNC+OFFS``;
     * uprobe/uretprobe: ``PATH:SYMBOL`` or ``PATH:0xOFFSET``;
     * tracepoint: ``SYS:EVENT``.
+    * usdt: ``PATH:0xOFFSET`` or, with a semaphore, ``PATH:0xOFFSET(0xSEMAPHORE)``.
 
     ``func`` is what the ``func`` builtin gives.
     """
@@ -46,6 +48,8 @@ class Target:
     place: str
     name: str
     func: str
+    #: usdt: the probe site (its arguments and semaphore); None for other providers
+    usdt: Optional["UsdtProbe"] = None
 
 
 class SymbolSource:
@@ -128,6 +132,22 @@ def _uprobe_targets(ap: ast.AttachPoint) -> List[Target]:
     return [Target(ap.provider, f"{real}:{n}", f"{ap.provider}:{path}:{n}", n) for n in names]
 
 
+def _usdt_targets(ap: ast.AttachPoint) -> List[Target]:
+    """One target per USDT probe site matching ``[PROVIDER:]NAME`` (globs allowed)."""
+    from ..backends.symbols.usdt import find_usdt, usdt_listing
+
+    sites = find_usdt(ap.target, ap.module, ap.func)
+    if not sites:
+        known = usdt_listing(ap.target)
+        what = f"{ap.module}:{ap.func}" if ap.module else ap.func
+        hint = ("probes there: " + ", ".join(k.split(":", 2)[2] for k in known[:8])
+                + (" ..." if len(known) > 8 else "")) if known else \
+            "it has no USDT notes (.note.stapsdt); it was built without <sys/sdt.h> probes"
+        raise NotTraceableError(ap.raw, f"no USDT probe {what} in {ap.target}", hint=hint)
+    return [Target("usdt", s.place(), f"usdt:{ap.target}:{s.provider}:{s.name}", s.name, usdt=s)
+            for s in sites]
+
+
 def misplaced_uprobe(ap: ast.AttachPoint) -> Optional["Placement"]:
     """The refusal of a uprobe attach point whose offset is not an instruction start, or None.
 
@@ -175,6 +195,8 @@ def expand(ap: ast.AttachPoint, src: SymbolSource, narrow: Optional[str] = None)
         return _kprobe_targets(ap, src, narrow)
     if ap.provider in ("uprobe", "uretprobe"):
         return _uprobe_targets(ap)
+    if ap.provider == "usdt":
+        return _usdt_targets(ap)
     if ap.provider == "tracepoint":
         return _tracepoint_targets(ap, src)
     return []

@@ -22,6 +22,7 @@ PROVIDERS = {
     "kretprobe": "kretprobe", "kr": "kretprobe",
     "uprobe": "uprobe", "u": "uprobe",
     "uretprobe": "uretprobe", "ur": "uretprobe",
+    "usdt": "usdt", "U": "usdt",
     "tracepoint": "tracepoint", "t": "tracepoint",
     "interval": "interval", "i": "interval",
     "profile": "profile", "p": "profile",
@@ -30,7 +31,6 @@ PROVIDERS = {
 }  # fmt: skip
 #: bpftrace providers this front end knows but does not support (yet).
 UNSUPPORTED_PROVIDERS = {
-    "usdt": "usdt", "U": "usdt",
     "software": "software", "s": "software", "hardware": "hardware", "h": "hardware",
     "watchpoint": "watchpoint", "w": "watchpoint", "asyncwatchpoint": "asyncwatchpoint",
     "aw": "asyncwatchpoint", "fentry": "fentry", "f": "fentry", "kfunc": "fentry",
@@ -117,6 +117,8 @@ def parse_attach_point(raw: str, span: Span) -> AttachPoint:
         return _kprobe(provider, raw, span, rest)
     if provider in ("uprobe", "uretprobe"):
         return _uprobe(provider, raw, span, rest)
+    if provider == "usdt":
+        return _usdt(raw, span, rest)
     if provider == "tracepoint":
         if len(rest) != 2 or not rest[0] or not rest[1]:
             raise AttachError("tracepoint probe must have a target")
@@ -166,6 +168,21 @@ def _uprobe(provider: str, raw: str, span: Span, rest: list[str]) -> AttachPoint
     if offset and ap.is_pattern:
         raise AttachError("Offset not allowed with wildcards")
     return ap
+
+
+def _usdt(raw: str, span: Span, rest: list[str]) -> AttachPoint:
+    """``usdt:BINARY:[PROVIDER:]NAME`` (the provider, kept in ``module``, may be omitted)."""
+    if len(rest) < 2 or not rest[0]:
+        raise AttachError("usdt probe must have a target: usdt:BINARY:[PROVIDER:]NAME")
+    if len(rest) > 3:
+        raise AttachError(f"invalid usdt attach point '{raw}'")
+    if not rest[-1] or (len(rest) == 3 and not rest[1]):
+        raise AttachError("usdt probe must have a probe name: usdt:BINARY:[PROVIDER:]NAME")
+    module = rest[1] if len(rest) == 3 else ""
+    _check_name(rest[-1], "usdt probe name")
+    if module:
+        _check_name(module, "usdt provider")
+    return AttachPoint("usdt", raw, span, target=rest[0], func=rest[-1], module=module)
 
 
 def _interval(raw: str, span: Span, rest: list[str], provider: str = "interval") -> AttachPoint:

@@ -25,11 +25,12 @@ C_TYPE_ALIASES: dict[str, str | None] = {
 
 ALL_PROVIDERS: frozenset[str] = frozenset(
     ["kprobe", "kretprobe", "uprobe", "uretprobe", "tracepoint", "interval", "profile", "BEGIN",
-     "END"]
+     "END", "usdt"]
 )
 _ALL = ALL_PROVIDERS
 #: Probes that run in the kernel with registers (a stack to walk).
-_IN_KERNEL = frozenset(["kprobe", "kretprobe", "uprobe", "uretprobe", "tracepoint", "profile"])
+_IN_KERNEL = frozenset(["kprobe", "kretprobe", "uprobe", "uretprobe", "tracepoint", "profile",
+                        "usdt"])
 #: Builtin variable -> providers where it is available.
 BUILTINS: dict[str, frozenset[str]] = {
     "pid": _ALL, "tid": _ALL, "uid": _ALL, "gid": _ALL, "comm": _ALL, "nsecs": _ALL,
@@ -40,7 +41,7 @@ BUILTINS: dict[str, frozenset[str]] = {
     "kstack": _IN_KERNEL, "ustack": _IN_KERNEL, "curtask": _ALL, "rand": _ALL, "cgroup": _ALL,
 }  # fmt: skip
 #: Providers where ``arg0``..``argN`` are available.
-ARG_PROVIDERS: frozenset[str] = frozenset(["kprobe", "uprobe"])
+ARG_PROVIDERS: frozenset[str] = frozenset(["kprobe", "uprobe", "usdt"])
 #: bpftrace builtins this front end parses but refuses.
 UNSUPPORTED_BUILTINS: frozenset[str] = frozenset(
     ["username", "ctx", "cpid", "numaid", "jiffies", "$#"]

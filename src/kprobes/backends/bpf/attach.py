@@ -159,8 +159,9 @@ def attach_kprobe(prog: Program, func: str, *, retprobe: bool = False, offset: i
 
 
 def attach_uprobe(prog: Program, path: str, symbol_or_offset: object, *, retprobe: bool = False,
-                  pid: int = -1, cookie: int = 0) -> Link:
-    """A uprobe (uretprobe) on ``path``'s ``symbol`` (``"atoi"``, ``"atoi+4"``) or file offset."""
+                  pid: int = -1, cookie: int = 0, ref_ctr_offset: int = 0) -> Link:
+    """A uprobe (uretprobe) on ``path``'s ``symbol`` (``"atoi"``, ``"atoi+4"``) or file offset;
+    ``ref_ctr_offset``: the file offset of a USDT semaphore the kernel counts up while armed."""
     if isinstance(symbol_or_offset, int):
         real, offset = path, symbol_or_offset
     else:
@@ -169,7 +170,7 @@ def attach_uprobe(prog: Program, path: str, symbol_or_offset: object, *, retprob
         real = path if "/" in path else resolve_library(path)
         loc = resolve_uprobe(real, str(symbol_or_offset))
         real, offset = loc.path, loc.offset
-    ev = open_uprobe(real, offset, retprobe=retprobe, pid=pid)
+    ev = open_uprobe(real, offset, retprobe=retprobe, pid=pid, ref_ctr_offset=ref_ctr_offset)
     if not isinstance(symbol_or_offset, int):
         ev.description = f"{'uretprobe' if retprobe else 'uprobe'}:{real}:{symbol_or_offset}"
     return attach_perf_event(prog, ev, cookie=cookie)

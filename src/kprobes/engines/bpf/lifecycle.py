@@ -147,6 +147,12 @@ def _attach(s: Any, plan: BpfPlan, p: BpfProgram, fds: Dict[Any, Any], pid: int,
         cookie = i if len(p.targets) > 1 else 0
         if kind in ("uprobe", "uretprobe"):
             s.attach(prog, f"{kind}:{t.place}", cookie=cookie, pid=pid or -1)
+        elif kind == "usdt" and t.usdt is not None:
+            from ...backends.bpf.attach import attach_uprobe
+
+            site = t.usdt  # its semaphore: the uprobe reference counter (Linux 4.20+)
+            s.links.append(s.own(attach_uprobe(prog, site.path, site.offset, pid=pid or -1, cookie=cookie,
+                                               ref_ctr_offset=site.semaphore_offset)))
         elif kind == "tracepoint":
             s.attach(prog, f"tracepoint:{t.place}")
         else:

@@ -160,6 +160,8 @@ def plan_checked(
             total += len(targets)
             if provider.startswith(("profile:", "p:")):
                 work.append((index, "profile", targets, None))
+            elif provider == "usdt":  # a program per site: its own argument locations
+                work += [(index, provider, [t], None) for t in targets]
             elif provider == "tracepoint":
                 for t in targets:
                     sys_, _, ev = t.place.partition(":")
@@ -173,7 +175,8 @@ def plan_checked(
     for index, provider, group, tp in work:
         base = unit.add_targets([(t.name, t.func) for t in group])
         gen = ProbeCodegen(unit, index, provider, [(t.name, t.func) for t in group],
-                           arch=arch, types=types, target_base=base, tracepoint=tp, pid=opts.pid)
+                           arch=arch, types=types, target_base=base, tracepoint=tp, pid=opts.pid,
+                           usdt=group[0].usdt if provider == "usdt" else None)
         code = gen.compile()
         name = f"kp{index}_{provider[:2]}{len(plan.programs)}"
         plan.programs.append(BpfProgram(index, provider, group, base, code, name))

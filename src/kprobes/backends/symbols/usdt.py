@@ -1,0 +1,165 @@
+"""USDT probes of an ELF file: where to put the uprobe, its semaphore, its arguments.
+
+:func:`usdt_probes` reads ``.note.stapsdt`` through :class:`~.elf.ELFFile`,
+decodes the notes and argument specs (:mod:`kprobes.probes.usdt`) and turns
+link-time addresses into what the kernel wants:
+
+* ``offset``: the file offset of the probe's ``nop`` (a uprobe place, like a
+  function's: ``vaddr - p_vaddr + p_offset`` of its ``PT_LOAD`` segment);
+* ``semaphore_offset``: the file offset of the ``unsigned short`` semaphore
+  (the uprobe *reference counter*: the kernel increments it in every process
+  that maps the file while the probe is armed, Linux 4.20 commit 1cc33161a83d
+  "uprobes: Support SDT markers having reference count (semaphore)");
+* arguments relative to ``%rip`` that name a global (``-4@g_vol(%rip)``) are
+  resolved through the symbol table to an offset from the probed address.
+
+:func:`find_usdt` matches ``PROVIDER``/``NAME`` globs; library names
+(``libc``) are resolved like uprobe targets.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from ...errors import ELFError, KprobesError
+from ...probes.usdt import UsdtArg, UsdtError, parse_args, parse_notes
+
+__all__ = ["UsdtProbe", "usdt_probes", "find_usdt", "resolve_binary", "usdt_listing"]
+
+_MACHINES = {62: "x86_64", 183: "arm64"}  # EM_X86_64, EM_AARCH64
+
+
+@dataclass(frozen=True)
+class UsdtProbe:
+    """One USDT probe site of ``path`` (a name inlined twice is two sites)."""
+
+    path: str
+    provider: str
+    name: str
+    pc: int
+    offset: int
+    semaphore: int
+    semaphore_offset: int
+    args: Tuple[UsdtArg, ...]
+    args_text: str
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.provider}:{self.name}"
+
+    def place(self, ref_ctr: bool = True) -> str:
+        """``PATH:0xOFFSET`` for ``uprobe_events`` (``(0xREF)`` appended for a semaphore)."""
+        ref = f"(0x{self.semaphore_offset:x})" if ref_ctr and self.semaphore_offset else ""
+        return f"{self.path}:0x{self.offset:x}{ref}"
+
+
+_cache: Dict[Tuple[str, int, int], List[UsdtProbe]] = {}
+
+
+def resolve_binary(target: str) -> str:
+    """A path, or a library name (``libc``) found through ld.so.cache."""
+    if "/" in target:
+        return os.path.abspath(target)
+    from .ldcache import resolve_library
+
+    return resolve_library(target)
+
+
+def usdt_probes(path: str) -> List[UsdtProbe]:
+    """Every USDT probe site of ``path`` in note order (cached per file identity)."""
+    from .elf import ELFFile
+
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ELFError(f"{path}: {e.strerror}", hint="give the path of a binary or library") from None
+    key = (path, st.st_ino, int(st.st_mtime_ns))
+    got = _cache.get(key)
+    if got is not None:
+        return got
+    with ELFFile(path) as elf:
+        out = _read(elf, path)
+    _cache[key] = out
+    return out
+
+
+def _read(elf: object, path: str) -> List[UsdtProbe]:
+    from .elf import SHT_NOBITS, ELFFile
+
+    assert isinstance(elf, ELFFile)
+    sec = elf.section(".note.stapsdt")
+    if sec is None or sec.type == SHT_NOBITS:
+        return []
+    raw = bytes(elf._data[sec.offset:sec.offset + sec.size])
+    base_sec = elf.section(".stapsdt.base")
+    arch = _MACHINES.get(elf.machine, "")
+    symbols: Optional[Dict[str, int]] = None
+    out: List[UsdtProbe] = []
+    for note in parse_notes(raw, is64=elf.is64, little=elf.little_endian):
+        note = note.adjusted(base_sec.addr if base_sec is not None else None)
+        try:
+            args = parse_args(note.args_text, arch or "x86_64") if arch or not note.args_text else ()
+        except UsdtError as e:
+            raise UsdtError(f"{path}: probe {note.provider}:{note.name}: {e.message}",
+                            hint=e.hint) from None
+        if any(a.symbol for a in args):
+            if symbols is None:
+                symbols = _data_symbols(elf)
+            args = tuple(_resolve_symbol(a, symbols, note.pc, path) for a in args)
+        offset = elf.vaddr_to_offset(note.pc)
+        sem_off = elf.vaddr_to_offset(note.semaphore) if note.semaphore else 0
+        out.append(UsdtProbe(path, note.provider, note.name, note.pc, offset, note.semaphore,
+                             sem_off, args, note.args_text))
+    return out
+
+
+def _data_symbols(elf: object) -> Dict[str, int]:
+    from .elf import ELFFile
+
+    assert isinstance(elf, ELFFile)
+    out: Dict[str, int] = {}
+    for table in (".dynsym", ".symtab"):  # .symtab wins (it also has the static ones)
+        for s in elf.symbols(table):
+            if s.is_defined and s.name:
+                out[s.name] = s.value
+    return out
+
+
+def _resolve_symbol(a: UsdtArg, symbols: Dict[str, int], pc: int, path: str) -> UsdtArg:
+    if not a.symbol:
+        return a
+    addr = symbols.get(a.symbol)
+    if addr is None:
+        raise UsdtError(f"{path}: USDT argument {a.text!r} names {a.symbol!r}, which is not in "
+                        "the symbol table", hint="the binary may be stripped")
+    return a.with_symbol(addr, pc)
+
+
+def find_usdt(target: str, provider: str, name: str) -> List[UsdtProbe]:
+    """Sites of ``target`` (path or library) whose provider and name match the globs
+    (an empty ``provider``: any)."""
+    path = resolve_binary(target)
+    return [p for p in usdt_probes(path)
+            if fnmatch.fnmatchcase(p.provider, provider or "*") and fnmatch.fnmatchcase(p.name, name)]
+
+
+def usdt_listing(target: str, pattern: str = "*") -> List[str]:
+    """``-l 'usdt:BINARY[:PATTERN]'``: ``usdt:BINARY:PROVIDER:NAME`` lines, each once.
+
+    ``PATTERN`` matches ``PROVIDER:NAME`` (or ``NAME`` alone when it has no colon).
+    """
+    if not target:
+        raise KprobesError("USDT listing needs a binary", hint="kprobes -l 'usdt:/usr/bin/python3:*'")
+    path = resolve_binary(target)
+    seen: List[str] = []
+    for p in usdt_probes(path):
+        full = f"{p.provider}:{p.name}"
+        ok = fnmatch.fnmatchcase(full, pattern) if ":" in pattern else (
+            fnmatch.fnmatchcase(p.name, pattern) or fnmatch.fnmatchcase(full, pattern))
+        line = f"usdt:{target}:{full}"
+        if ok and line not in seen:
+            seen.append(line)
+    return seen
