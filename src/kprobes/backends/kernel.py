@@ -192,11 +192,16 @@ def bpf_refusal(feats: "Features", providers: "set[str]") -> Optional[str]:
         return f"BPF is unusable here: {err.splitlines()[0] if err else 'unknown error'}"
     need = {"kprobe": "KPROBE", "kretprobe": "KPROBE", "uprobe": "KPROBE", "uretprobe": "KPROBE",
             "usdt": "KPROBE",
-            "tracepoint": "TRACEPOINT", "profile": "PERF_EVENT"}
+            "tracepoint": "TRACEPOINT", "profile": "PERF_EVENT", "software": "PERF_EVENT",
+            "hardware": "PERF_EVENT", "rawtracepoint": "RAW_TRACEPOINT"}
     for prov in sorted(providers):
         t = need.get(prov)
         if t is not None and not feats.prog_types.get(t, False):
             return f"this kernel refuses BPF {t} programs (needed by {prov} probes)"
+    if providers & {"kfunc", "kretfunc"} and not feats.fentry:
+        return (f"kfunc/kretfunc (fentry/fexit) do not work here: "
+                f"{feats.fentry_reason or 'not probed'}; the kprobe:/kretprobe: form traces the "
+                "same functions")
     if providers & {"kprobe", "kretprobe"} and not feats.kprobe_pmu:
         return "this kernel has no kprobe PMU for BPF (CONFIG_KPROBE_EVENTS)"
     if providers & {"uprobe", "uretprobe", "usdt"} and not feats.uprobe_pmu:

@@ -33,6 +33,7 @@ SUBCOMMANDS: Dict[str, str] = {
     "report": "kprobes.cli.report",
     "tools": "kprobes.cli.tools",
     "flamegraph": "kprobes.cli.flamegraph",
+    "perfetto": "kprobes.cli.perfetto",
 }
 
 USAGE = """\
@@ -52,6 +53,7 @@ commands:
   report           summarize a recording: events, processes, numeric fields
   tools [NAME]     ready tools: opensnoop, funclatency, funccount... (kprobes tools lists them)
   flamegraph       folded stacks (kprobes --folded) to an interactive SVG flame graph
+  perfetto -i F    a recording to a Perfetto / Chrome JSON trace timeline
 
 exit status: 0 ok, 1 error, 2 usage or syntax error, 3 events lost (trace
 --loss-is-error), 69 kernel feature missing, 77 not permitted, 128+N stopped by

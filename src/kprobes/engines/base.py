@@ -192,6 +192,11 @@ def choose(prog: Checked, opts: PlanOptions, engine: str = AUTO) -> Selection:
         try:
             plan = eng.plan(prog, opts)
         except LangError as e:  # the program uses what this engine cannot do
+            if name == AUTO_ORDER[-1] and last is None and reasons:
+                # an earlier engine was refused by the kernel: say why, next to this error
+                raise KprobesError("no engine can run this program here: " + "; ".join(
+                    reasons + [f"the {name} engine: {_first_line(e)}"]),
+                    hint="see kprobes doctor") from None
             if name == AUTO_ORDER[-1]:
                 raise (last if last is not None else e) from None
             reasons.append(f"the {name} engine cannot run this program: {_first_line(e)}")

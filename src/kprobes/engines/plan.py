@@ -201,7 +201,12 @@ def plan_program(
 def refuse_bpf_only(checked: CheckedProgram) -> None:
     """Stacks, ``profile``, ``curtask``/``rand``/``cgroup``, ``usym()`` run code in the
     kernel: the tracefs engine refuses them, pointing at the first use."""
-    from ..lang.builtins import BPF_ONLY_BUILTINS, BPF_ONLY_FUNCTIONS, BPF_ONLY_PROVIDERS
+    from ..lang.builtins import (
+        BPF_ONLY_BUILTINS,
+        BPF_ONLY_FUNCTIONS,
+        BPF_ONLY_PROVIDER_REASONS,
+        BPF_ONLY_PROVIDERS,
+    )
 
     found: List[Tuple[str, Optional[Span]]] = []
 
@@ -223,6 +228,10 @@ def refuse_bpf_only(checked: CheckedProgram) -> None:
     for probe in checked.program.probes:
         for ap in probe.attach_points:
             if ap.provider in BPF_ONLY_PROVIDERS and not found:
+                why = BPF_ONLY_PROVIDER_REASONS.get(ap.provider)
+                if why is not None:
+                    raise plan_error(checked.program, f"'{ap.provider}' probes need --engine bpf "
+                                     f"({why})", ap.span)
                 found.append((f"'{ap.provider}' probes need", ap.span))
         visit(probe.predicate)
         visit(probe.body)

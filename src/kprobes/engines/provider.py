@@ -143,6 +143,7 @@ class KernelTypeProvider:
         self.tracefs_root = tracefs_root
         self._structs: Dict[str, Optional[Dict[str, MemberInfo]]] = {}
         self._formats: Dict[tuple[str, str], Optional[object]] = {}
+        self._funcs: Dict[str, Optional[tuple[Mapping[str, MemberInfo], Type]]] = {}
 
     # -- BTF ---------------------------------------------------------------
     @property
@@ -212,6 +213,31 @@ class KernelTypeProvider:
                 bit_offset=bits % 8 if m.bitfield_size else 0,
                 bit_size=m.bitfield_size,
             )
+
+    # -- functions (kfunc/kretfunc) ------------------------------------------
+    def function_args(self, func: str) -> tuple[Mapping[str, MemberInfo], Type] | None:
+        """Parameters of kernel function ``func`` as the fentry context lays them out
+        (parameter i at byte 8*i; an unnamed one is called ``_i``) and its return type
+        (VOID for void), from BTF; None when BTF or the function is missing."""
+        if func in self._funcs:
+            return self._funcs[func]
+        from ..btf import types as T
+
+        btf = self.btf
+        got: tuple[Mapping[str, MemberInfo], Type] | None = None
+        if btf is not None:
+            for tid in btf.ids_by_name(func, T.KIND_FUNC):
+                fn = btf.type(tid)
+                proto = btf.type(fn.type) if isinstance(fn, T.Func) else None
+                if not isinstance(proto, T.FuncProto):
+                    continue
+                params = {(p.name or f"_{i}"): MemberInfo(p.name, btf_lang_type(btf, p.type), 8 * i)
+                          for i, p in enumerate(proto.params)}
+                ret = btf_lang_type(btf, proto.return_type) if proto.return_type else VOID
+                got = (params, ret)
+                break
+        self._funcs[func] = got
+        return got
 
     # -- tracepoints -------------------------------------------------------
     def event_format(self, category: str, event: str) -> object | None:

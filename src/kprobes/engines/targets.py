@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..backends.symbols.usdt import UsdtProbe
 
 __all__ = ["Target", "SymbolSource", "expand", "explain_refusal", "Governor", "DEFAULT_BUDGET",
-           "misplaced_uprobe"]
+           "misplaced_uprobe", "btf_targets"]
 
 #: Kernel probes armed without --unsafe.
 DEFAULT_BUDGET = 1000
@@ -200,6 +200,74 @@ def expand(ap: ast.AttachPoint, src: SymbolSource, narrow: Optional[str] = None)
     if ap.provider == "tracepoint":
         return _tracepoint_targets(ap, src)
     return []
+
+
+#: Parameters an x86-64/arm64 BPF trampoline of Linux 6.1 passes (6.6+ allow more, on
+#: the stack); functions with more are left out of kfunc wildcards.
+TRAMPOLINE_ARGS = 6
+
+
+def _fentry_ok(btf: object, tid: int) -> bool:
+    """Whether a trampoline can carry function ``tid``: at most TRAMPOLINE_ARGS parameters,
+    each an integer, enum or pointer (structs by value are refused by older kernels)."""
+    from ..btf import types as T
+
+    assert hasattr(btf, "type") and hasattr(btf, "resolve")
+    fn = btf.type(tid)
+    proto = btf.type(fn.type) if isinstance(fn, T.Func) else None
+    if not isinstance(proto, T.FuncProto) or proto.variadic or len(proto.params) > TRAMPOLINE_ARGS:
+        return False
+    for p in proto.params:
+        t = btf.resolve(p.type)
+        if not isinstance(t, (T.Int, T.Ptr, T.Enum)):
+            return False
+    return True
+
+
+def btf_targets(ap: ast.AttachPoint, btf: Optional[object], src: SymbolSource,
+                narrow: Optional[str] = None) -> List[Target]:
+    """Places of a ``kfunc``/``kretfunc`` (functions with BTF and an ftrace entry) or a
+    ``rawtracepoint`` (``btf_trace_NAME`` typedefs) attach point."""
+    from ..btf import types as T
+
+    if ap.module and ap.module != "vmlinux":
+        raise NotTraceableError(ap.raw, f"{ap.provider} probes on module functions are not "
+                                "supported yet (only vmlinux BTF is read)",
+                                hint=f"drop the module: {ap.provider}:{ap.func}")
+    raw = ap.provider == "rawtracepoint"
+    if not ap.is_pattern:
+        if btf is not None and not raw and not btf.ids_by_name(ap.func, T.KIND_FUNC):  # type: ignore[attr-defined]
+            close = btf.suggest(ap.func, T.KIND_FUNC, 3)  # type: ignore[attr-defined]
+            return_hint = f"did you mean: {', '.join(close)}?" if close else \
+                "kprobes -l 'kfunc:PATTERN' lists them"
+            raise NotTraceableError(ap.raw, f"the kernel's BTF has no function '{ap.func}'",
+                                    hint=return_hint)
+        return [Target(ap.provider, ap.func, ap.name, ap.func)]
+    if btf is None:
+        raise NotTraceableError(ap.raw, f"{ap.provider} wildcards need the kernel's BTF",
+                                hint="/sys/kernel/btf/vmlinux is missing (CONFIG_DEBUG_INFO_BTF)")
+    glob = narrow or ap.func
+    out: List[Target] = []
+    if raw:
+        for name in btf.names(T.KIND_TYPEDEF):  # type: ignore[attr-defined]
+            tp = name[len("btf_trace_"):]
+            if name.startswith("btf_trace_") and fnmatch.fnmatchcase(tp, glob) \
+                    and fnmatch.fnmatchcase(tp, ap.func):
+                out.append(Target(ap.provider, tp, f"{ap.provider}:{tp}", tp))
+        return out
+    from ..backends.symbols import KernelSymbols
+
+    syms = src.symbols
+    traceable = syms.filter_functions if isinstance(syms, KernelSymbols) else None
+    for name in btf.names(T.KIND_FUNC):  # type: ignore[attr-defined]
+        if not (fnmatch.fnmatchcase(name, glob) and fnmatch.fnmatchcase(name, ap.func)):
+            continue
+        if traceable is not None and name not in traceable:
+            continue
+        ids = btf.ids_by_name(name, T.KIND_FUNC)  # type: ignore[attr-defined]
+        if ids and _fentry_ok(btf, ids[0]):
+            out.append(Target(ap.provider, name, f"{ap.provider}:{name}", name))
+    return out
 
 
 class Governor:

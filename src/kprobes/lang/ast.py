@@ -439,6 +439,9 @@ class AttachPoint:
       or ""), ``address`` (``uprobe:PATH:0x1234``), ``offset``.
     * tracepoint: ``target`` (category / subsystem) and ``func`` (event).
     * interval, profile: ``unit`` (``s``, ``ms``, ``us``, ``hz``) and ``period``.
+    * kfunc/kretfunc (fentry/fexit), rawtracepoint: ``func`` and ``module`` (or "").
+    * software/hardware: ``target`` (the canonical event name) and ``period`` (events
+      per sample).
     """
 
     provider: str
@@ -474,6 +477,10 @@ class AttachPoint:
             return f"{self.provider}:{self.unit}:{self.period}"
         if self.provider == "usdt":
             return f"usdt:{self.target}:{self.module + ':' if self.module else ''}{self.func}"
+        if self.provider in ("kfunc", "kretfunc", "rawtracepoint"):
+            return f"{self.provider}:{self.module + ':' if self.module else ''}{self.func}"
+        if self.provider in ("software", "hardware"):
+            return f"{self.provider}:{self.target}:{self.period}"
         return f"{self.provider}:{self.target}:{self.func}"
 
 

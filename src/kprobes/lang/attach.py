@@ -14,7 +14,8 @@ import difflib
 from .ast import AttachPoint
 from .source import Span
 
-__all__ = ["AttachError", "parse_attach_point", "PROVIDERS", "INTERVAL_UNITS"]
+__all__ = ["AttachError", "parse_attach_point", "PROVIDERS", "INTERVAL_UNITS", "SOFTWARE_EVENTS",
+           "HARDWARE_EVENTS", "EVENT_ALIASES", "UNSUPPORTED_REASONS"]
 
 #: Supported providers by every name bpftrace accepts for them.
 PROVIDERS = {
@@ -26,17 +27,44 @@ PROVIDERS = {
     "tracepoint": "tracepoint", "t": "tracepoint",
     "interval": "interval", "i": "interval",
     "profile": "profile", "p": "profile",
+    "kfunc": "kfunc", "f": "kfunc", "fentry": "kfunc",
+    "kretfunc": "kretfunc", "fr": "kretfunc", "fexit": "kretfunc",
+    "rawtracepoint": "rawtracepoint", "rt": "rawtracepoint",
+    "software": "software", "s": "software", "hardware": "hardware", "h": "hardware",
     "BEGIN": "BEGIN", "begin": "BEGIN",
     "END": "END", "end": "END",
 }  # fmt: skip
 #: bpftrace providers this front end knows but does not support (yet).
 UNSUPPORTED_PROVIDERS = {
-    "software": "software", "s": "software", "hardware": "hardware", "h": "hardware",
     "watchpoint": "watchpoint", "w": "watchpoint", "asyncwatchpoint": "asyncwatchpoint",
-    "aw": "asyncwatchpoint", "fentry": "fentry", "f": "fentry", "kfunc": "fentry",
-    "fexit": "fexit", "fr": "fexit", "kretfunc": "fexit", "rawtracepoint": "rawtracepoint",
-    "rt": "rawtracepoint", "iter": "iter", "it": "iter", "self": "self",
+    "aw": "asyncwatchpoint", "iter": "iter", "it": "iter", "self": "self",
 }  # fmt: skip
+#: Why a known provider is refused (the error message; default: "not supported yet").
+UNSUPPORTED_REASONS = {
+    "watchpoint": "'watchpoint' probes are not supported: a hardware breakpoint on a kernel "
+                  "or user address needs a debug-register slot per CPU and a target process; "
+                  "use a kprobe/uprobe on the code that writes the variable",
+    "asyncwatchpoint": "'asyncwatchpoint' probes are not supported (see watchpoint)",
+    "iter": "'iter' probes are not supported: BPF iterators are not attach points of a "
+            "tracing session",
+}  # fmt: skip
+#: ``software:EVENT[:COUNT]``: canonical name -> (perf config, default count); bpftrace 0.17's table.
+SOFTWARE_EVENTS = {
+    "alignment-faults": (7, 1), "bpf-output": (10, 1), "context-switches": (3, 1000),
+    "cpu-clock": (0, 1000000), "cpu-migrations": (4, 1), "dummy": (9, 1),
+    "emulation-faults": (8, 1), "major-faults": (6, 1), "minor-faults": (5, 100),
+    "page-faults": (2, 100), "task-clock": (1, 1),
+}  # fmt: skip
+#: ``hardware:EVENT[:COUNT]``: canonical name -> (perf config, default count).
+HARDWARE_EVENTS = {
+    "backend-stalls": (8, 1000000), "branch-instructions": (4, 100000),
+    "branch-misses": (5, 100000), "bus-cycles": (6, 100000), "cache-misses": (3, 1000000),
+    "cache-references": (2, 1000000), "cpu-cycles": (0, 1000000),
+    "frontend-stalls": (7, 1000000), "instructions": (1, 1000000), "ref-cycles": (9, 1000000),
+}  # fmt: skip
+#: Event aliases bpftrace accepts.
+EVENT_ALIASES = {"cs": "context-switches", "cpu": "cpu-clock", "faults": "page-faults",
+                 "branches": "branch-instructions", "cycles": "cpu-cycles"}
 #: ``interval:UNIT:N`` units.
 INTERVAL_UNITS = ("s", "ms", "us", "hz")
 
@@ -103,7 +131,8 @@ def parse_attach_point(raw: str, span: Span) -> AttachPoint:
     parts = _split(raw)
     head, rest = parts[0], parts[1:]
     if head in UNSUPPORTED_PROVIDERS:
-        raise AttachError(f"'{UNSUPPORTED_PROVIDERS[head]}' probes are not supported yet")
+        canon = UNSUPPORTED_PROVIDERS[head]
+        raise AttachError(UNSUPPORTED_REASONS.get(canon, f"'{canon}' probes are not supported yet"))
     provider = PROVIDERS.get(head)
     if provider is None:
         close = difflib.get_close_matches(head, sorted(PROVIDERS), n=1)
@@ -125,7 +154,42 @@ def parse_attach_point(raw: str, span: Span) -> AttachPoint:
         _check_name(rest[0], "tracepoint category")
         _check_name(rest[1], "tracepoint name")
         return AttachPoint(provider, raw, span, target=rest[0], func=rest[1])
+    if provider in ("kfunc", "kretfunc", "rawtracepoint"):
+        return _kfunc(provider, raw, span, rest)
+    if provider in ("software", "hardware"):
+        return _perf_event(provider, raw, span, rest)
     return _interval(raw, span, rest, provider)
+
+
+def _kfunc(provider: str, raw: str, span: Span, rest: list[str]) -> AttachPoint:
+    """``kfunc:[MODULE:]FUNC`` / ``kretfunc:...`` / ``rawtracepoint:[MODULE:]NAME``."""
+    what = "a tracepoint" if provider == "rawtracepoint" else "a function"
+    if not rest or not rest[-1] or len(rest) > 2:
+        raise AttachError(f"{provider} should be attached to {what}: {provider}:[MODULE:]NAME")
+    module = rest[0] if len(rest) == 2 else ""
+    func = rest[-1]
+    if "+" in func:
+        raise AttachError(f"{provider} probes can not be attached to a function offset")
+    _check_name(func, "function name" if provider != "rawtracepoint" else "tracepoint name")
+    if module:
+        _check_name(module, "module name")
+    return AttachPoint(provider, raw, span, func=func, module=module)
+
+
+def _perf_event(provider: str, raw: str, span: Span, rest: list[str]) -> AttachPoint:
+    """``software:EVENT[:COUNT]`` / ``hardware:EVENT[:COUNT]`` (COUNT: events per sample)."""
+    if not rest or not rest[0] or len(rest) > 2:
+        raise AttachError(f"{provider} probe must have an event: {provider}:EVENT[:COUNT]")
+    table = SOFTWARE_EVENTS if provider == "software" else HARDWARE_EVENTS
+    event = EVENT_ALIASES.get(rest[0], rest[0])
+    if event not in table:
+        close = difflib.get_close_matches(rest[0], sorted(table), n=1)
+        raise AttachError(f"{rest[0]} is not a {provider} probe",
+                          (f"Did you mean '{close[0]}'?",) if close else ())
+    count = table[event][1]
+    if len(rest) == 2:
+        count = _parse_int(rest[1], f"{provider} count") or count
+    return AttachPoint(provider, raw, span, target=event, period=count)
 
 
 def _kprobe(provider: str, raw: str, span: Span, rest: list[str]) -> AttachPoint:

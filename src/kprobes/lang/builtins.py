@@ -10,6 +10,7 @@ __all__ = [
     "INT_TYPES", "C_TYPE_ALIASES", "BUILTINS", "UNSUPPORTED_BUILTINS", "ARG_PROVIDERS",
     "FUNCTIONS", "AGGREGATIONS", "UNSUPPORTED_FUNCTIONS", "is_builtin_name", "ALL_PROVIDERS",
     "BPF_ONLY_BUILTINS", "BPF_ONLY_FUNCTIONS", "BPF_ONLY_PROVIDERS", "STACK_MODES", "MAX_STACK",
+    "BPF_ONLY_PROVIDER_REASONS", "RAW_TP_MAX_ARGS", "CTX_ARG_PROVIDERS",
 ]  # fmt: skip
 
 #: Cast type name -> (bits, signed).
@@ -25,23 +26,27 @@ C_TYPE_ALIASES: dict[str, str | None] = {
 
 ALL_PROVIDERS: frozenset[str] = frozenset(
     ["kprobe", "kretprobe", "uprobe", "uretprobe", "tracepoint", "interval", "profile", "BEGIN",
-     "END", "usdt"]
+     "END", "kfunc", "kretfunc", "rawtracepoint", "software", "hardware", "usdt"]
 )
 _ALL = ALL_PROVIDERS
 #: Probes that run in the kernel with registers (a stack to walk).
 _IN_KERNEL = frozenset(["kprobe", "kretprobe", "uprobe", "uretprobe", "tracepoint", "profile",
-                        "usdt"])
+                        "kfunc", "kretfunc", "rawtracepoint", "software", "hardware", "usdt"])
 #: Builtin variable -> providers where it is available.
 BUILTINS: dict[str, frozenset[str]] = {
     "pid": _ALL, "tid": _ALL, "uid": _ALL, "gid": _ALL, "comm": _ALL, "nsecs": _ALL,
     "elapsed": _ALL, "cpu": _ALL, "probe": _ALL,
-    "func": frozenset(["kprobe", "kretprobe", "uprobe", "uretprobe"]),
-    "retval": frozenset(["kretprobe", "uretprobe"]),
-    "args": frozenset(["tracepoint"]),
+    "func": frozenset(["kprobe", "kretprobe", "uprobe", "uretprobe", "kfunc", "kretfunc"]),
+    "retval": frozenset(["kretprobe", "uretprobe", "kretfunc"]),
+    "args": frozenset(["tracepoint", "kfunc", "kretfunc"]),
     "kstack": _IN_KERNEL, "ustack": _IN_KERNEL, "curtask": _ALL, "rand": _ALL, "cgroup": _ALL,
 }  # fmt: skip
 #: Providers where ``arg0``..``argN`` are available.
 ARG_PROVIDERS: frozenset[str] = frozenset(["kprobe", "uprobe", "usdt"])
+#: Providers whose ``argN`` is slot N of a u64 context array (not a register), and
+#: how many slots there can be (the kernel's MAX_BPF_FUNC_ARGS).
+CTX_ARG_PROVIDERS: frozenset[str] = frozenset(["rawtracepoint"])
+RAW_TP_MAX_ARGS = 12
 #: bpftrace builtins this front end parses but refuses.
 UNSUPPORTED_BUILTINS: frozenset[str] = frozenset(
     ["username", "ctx", "cpid", "numaid", "jiffies", "$#"]
@@ -72,7 +77,18 @@ UNSUPPORTED_FUNCTIONS: frozenset[str] = frozenset(
 #: the tracefs engine refuses these with that reason.
 BPF_ONLY_BUILTINS: frozenset[str] = frozenset(["kstack", "ustack", "curtask", "rand", "cgroup"])
 BPF_ONLY_FUNCTIONS: frozenset[str] = frozenset(["kstack", "ustack", "usym"])
-BPF_ONLY_PROVIDERS: frozenset[str] = frozenset(["profile"])
+BPF_ONLY_PROVIDERS: frozenset[str] = frozenset(
+    ["profile", "kfunc", "kretfunc", "rawtracepoint", "software", "hardware"]
+)  # fmt: skip
+#: Why the tracefs engine cannot run each BPF-only provider.
+BPF_ONLY_PROVIDER_REASONS: dict[str, str] = {
+    "profile": "sampling every CPU runs a program on a perf event",
+    "kfunc": "fentry programs are BPF trampolines; tracefs has no such event",
+    "kretfunc": "fexit programs are BPF trampolines; tracefs has no such event",
+    "rawtracepoint": "raw tracepoints are only reachable by BPF programs",
+    "software": "a perf event's samples run a BPF program; tracefs cannot open perf events",
+    "hardware": "a perf event's samples run a BPF program; tracefs cannot open perf events",
+}  # fmt: skip
 #: ``kstack(MODE)`` modes and the largest frame limit (``kstack(N)``).
 STACK_MODES: tuple[str, ...] = ("bpftrace", "perf", "raw")
 MAX_STACK = 1024

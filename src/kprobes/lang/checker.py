@@ -24,7 +24,7 @@ from .builtins import ARG_PROVIDERS, BUILTINS, UNSUPPORTED_BUILTINS
 from .calls import CallChecks
 from .checked import CheckedProgram, MapInfo, ProbeSummary
 from .diagnostics import ERROR, WARNING, Diagnostic, LangError
-from .provider import TypeProvider
+from .provider import MemberInfo, TypeProvider
 from .source import Source, Span
 from .state import MapState, Usage
 from .typesys import (
@@ -436,9 +436,11 @@ class _Checker(CallChecks):
         if name == "comm":
             return StringType(_COMM_SIZE)
         if name == "func":
-            return SymType(kernel=self.providers[0] in ("kprobe", "kretprobe"))
+            return SymType(kernel=self.providers[0] in ("kprobe", "kretprobe", "kfunc", "kretfunc"))
         if name == "probe":
             return self.probe_name_type()
+        if name == "retval" and self.providers == ("kretfunc",):
+            return self.kretfunc_retval(e)
         return UINT64
 
     def probe_name_type(self) -> Type:
@@ -447,14 +449,22 @@ class _Checker(CallChecks):
         return StringType(max(len(ap.name) for ap in self.probe.attach_points) + 1)
 
     def arg_builtin(self, e: ast.Builtin, index: int) -> Type:
+        from .builtins import CTX_ARG_PROVIDERS, RAW_TP_MAX_ARGS
+
+        raw = bool(self.providers) and all(p in CTX_ARG_PROVIDERS for p in self.providers)
         bad = [p for p in self.providers if p not in ARG_PROVIDERS]
-        if bad:
+        if bad and not raw:
             self.error(
                 f"The {e.name} builtin can only be used with 'kprobes' and 'uprobes' probes",
                 e.span,
             )
             return NONE
-        if index >= self.max_args:
+        if raw:
+            if index >= RAW_TP_MAX_ARGS:
+                self.error(f"rawtracepoint probes have at most {RAW_TP_MAX_ARGS} arguments "
+                           f"({e.name} asked)", e.span)
+                return NONE
+        elif index >= self.max_args:
             self.error(f"{self.arch_name} doesn't support {e.name}", e.span)
             return NONE
         self.use.args.add(index)
@@ -510,6 +520,8 @@ class _Checker(CallChecks):
         self.use.builtins.add("args")
         args = e.expr
         self.types[id(args)] = NONE
+        if self.providers and all(p in ("kfunc", "kretfunc") for p in self.providers):
+            return self.kfunc_arg(e)
         bad = [p for p in self.providers if p != "tracepoint"]
         if bad:
             self.error(
@@ -542,6 +554,55 @@ class _Checker(CallChecks):
                 result = _as_value(member.type)
         self.use.tp_fields.add(e.field)
         return result if result is not None else NONE
+
+    def function_args(self, ap: ast.AttachPoint) -> tuple[dict[str, MemberInfo], Type] | None:
+        """The BTF parameters (offset 8*i in the context) and return type of a kfunc's function."""
+        get = getattr(self.provider, "function_args", None)
+        if get is None:
+            return None
+        got = get(ap.func)
+        if got is None:
+            return None
+        params, ret = got
+        return dict(params), ret
+
+    def kfunc_arg(self, e: ast.FieldAccess) -> Type:
+        """``args->NAME`` / ``args.NAME`` in kfunc/kretfunc: a BTF-typed function parameter."""
+        self.use.builtins.add("args")
+        result: Type | None = None
+        for ap in self.probe.attach_points if self.probe is not None else ():
+            if ap.is_pattern:
+                self.error("The args builtin is not supported yet with wildcard kfunc probes",
+                           e.expr.span, ("name one function, or read the argument in a kprobe "
+                                         "with argN",))
+                return NONE
+            got = self.function_args(ap)
+            if got is None:
+                self.error(f"no BTF type information for function '{ap.func}'", ap.span,
+                           ("kfunc probes need the kernel's BTF (/sys/kernel/btf/vmlinux)",))
+                return NONE
+            member = got[0].get(e.field)
+            if member is None:
+                self.error(f"Can't find function parameter {e.field}", e.field_span,
+                           _hint(e.field, sorted(got[0])))
+                return NONE
+            if result is None:
+                result = _as_value(member.type)
+        self.use.tp_fields.add(e.field)
+        return result if result is not None else NONE
+
+    def kretfunc_retval(self, e: ast.Builtin) -> Type:
+        """``retval`` of a kretfunc: the function's BTF return type (u64 with no BTF)."""
+        aps = self.probe.attach_points if self.probe is not None else ()
+        if len(aps) != 1 or aps[0].is_pattern:
+            return UINT64
+        got = self.function_args(aps[0])
+        if got is None:
+            return UINT64
+        if isinstance(got[1], VoidType):
+            self.error(f"'{aps[0].func}' returns void: kretfunc has no retval", e.span)
+            return NONE
+        return _as_value(got[1])
 
     def index(self, e: ast.Index) -> Type:
         base = self.expr(e.expr)

@@ -41,6 +41,9 @@ __all__ = [
     "probe_symbols",
     "close_all",
     "BPF_F_KPROBE_MULTI_RETURN",
+    "attach_tracing",
+    "attach_raw_tracepoint",
+    "open_perf_counter",
 ]
 
 BPF_F_KPROBE_MULTI_RETURN = 1
@@ -189,6 +192,78 @@ def _tracefs_root() -> str:
             return p
     raise FeatureMissing("tracefs is not mounted: tracepoint ids are read from events/*/*/id",
                          hint="mount -t tracefs nodev /sys/kernel/tracing")
+
+
+#: The kernel's internal ENOTSUPP (not in errno.h): an fentry trampoline cannot be made.
+ENOTSUPP = 524
+
+
+def _raw_tp_open(prog: Program, name: Optional[str], what: str, detail: Callable[[int], str]) -> Link:
+    keep = ctypes.create_string_buffer(name.encode()) if name is not None else None
+    attr = pack("QI", addr(keep), prog.fd)
+    fd, err = bpf_errno(Cmd.RAW_TRACEPOINT_OPEN, attr)
+    del keep
+    if fd < 0:
+        if err == ENOTSUPP:
+            raise FeatureMissing(f"BPF_RAW_TRACEPOINT_OPEN({what}) failed: {detail(err)}",
+                                 hint="use the kprobe form (kprobe:/kretprobe:) on this kernel")
+        raise translate(err, f"BPF_RAW_TRACEPOINT_OPEN({what})", detail=detail(err))
+    return Link(fd, "raw_tp", what)
+
+
+def attach_tracing(prog: Program, description: str) -> Link:
+    """Attach a TRACING program (fentry/fexit: loaded with the function's ``attach_btf_id``)
+    to the function it was loaded for: ``BPF_RAW_TRACEPOINT_OPEN`` with no name (v5.5)
+    builds the BPF trampoline; the returned link owns it."""
+
+    def detail(err: int) -> str:
+        if err == ENOTSUPP:
+            return ("this kernel cannot build a BPF trampoline for it (no "
+                    "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, or an argument the arch's "
+                    "trampoline does not pass)")
+        if err in (_errno.EBUSY, _errno.EEXIST):
+            return "another trampoline user holds the function exclusively"
+        if err == _errno.EINVAL:
+            return "the function is not traceable by fentry/fexit (not in ftrace's list?)"
+        return ""
+
+    return _raw_tp_open(prog, None, description, detail)
+
+
+def attach_raw_tracepoint(prog: Program, name: str) -> Link:
+    """Attach a RAW_TRACEPOINT program to raw tracepoint ``name`` (``sched_switch``)."""
+
+    def detail(err: int) -> str:
+        if err == _errno.ENOENT:
+            return f"no raw tracepoint named {name!r} (see btf_trace_* in BTF, or events/*/)"
+        if err == _errno.EINVAL:
+            return "the program reads more arguments (argN) than the tracepoint passes"
+        return ""
+
+    return _raw_tp_open(prog, name, f"rawtracepoint:{name}", detail)
+
+
+def open_perf_counter(type_: int, config: int, period: int, cpu: int, description: str) -> PerfEvent:
+    """A sampling perf event (``PERF_TYPE_SOFTWARE``/``HARDWARE`` ``config``) on ``cpu`` that
+    runs the attached program every ``period`` events; created disabled."""
+    from .perf import perf_attr
+    from .sys import perf_event_open
+
+    attr = perf_attr(type_, config, sample_period=max(1, period), disabled=True)
+    what = f"cpu {cpu} {description}"
+    detail = ""
+    try:
+        fd = perf_event_open(attr, -1, cpu, what=f"perf_event_open({what})")
+    except BPFError as e:
+        if e.errno == _errno.ENOENT and type_ == 0:
+            detail = ("this CPU/PMU has no such hardware counter (common in VMs and "
+                      "containers: no PMU is passed through)")
+        elif e.errno == _errno.EOPNOTSUPP:
+            detail = "the PMU cannot sample this event (no overflow interrupt)"
+        if detail:
+            raise BPFError(f"{e.message}: {detail}", errno=e.errno, hint=e.hint) from None
+        raise
+    return PerfEvent(fd, what, cpu)
 
 
 def attach_kprobe_multi(prog: Program, funcs: Sequence[str] = (), *, addrs: Sequence[int] = (),

@@ -38,9 +38,10 @@ from .sys import Cmd, bpf_errno, close_fd, pack
 
 __all__ = ["Features", "probe_features", "CACHE_VERSION", "cache_path"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 _PROG_TYPES = ("KPROBE", "TRACEPOINT", "PERF_EVENT", "RAW_TRACEPOINT", "SOCKET_FILTER")
+#: (RAW_TRACEPOINT is probed by a trivial load; TRACING needs a BTF id: see _probe_fentry.)
 _MAP_TYPES = ("HASH", "ARRAY", "PERCPU_HASH", "PERCPU_ARRAY", "LRU_HASH", "LRU_PERCPU_HASH",
               "PERF_EVENT_ARRAY", "RINGBUF", "STACK_TRACE")
 _HELPERS = ("probe_read_kernel", "probe_read_user", "probe_read_kernel_str", "probe_read_user_str",
@@ -66,6 +67,9 @@ class Features:
     batch_ops: bool = False
     kprobe_pmu: bool = False
     uprobe_pmu: bool = False
+    #: fentry/fexit (kfunc/kretfunc): a TRACING program loaded and attached to a function.
+    fentry: bool = False
+    fentry_reason: str = ""
     boot_id: str = ""
     release: str = ""
     from_cache: bool = False
@@ -98,6 +102,8 @@ class Features:
                      f"{PMU_ROOT}/kprobe" if self.kprobe_pmu else "absent (no CONFIG_KPROBE_EVENTS)"))
         rows.append(("BPF uprobe PMU", self.uprobe_pmu,
                      f"{PMU_ROOT}/uprobe" if self.uprobe_pmu else "absent (no CONFIG_UPROBE_EVENTS)"))
+        rows.append(("BPF fentry/fexit", self.fentry, "kfunc/kretfunc probes (BPF trampolines)"
+                     if self.fentry else self.fentry_reason or "absent"))
         rows.append(("BPF object names", self.object_names, "prog/map names" if self.object_names
                      else "absent: objects are anonymous"))
         rows.append(("BPF batch map ops", self.batch_ops, "LOOKUP_(AND_DELETE_)BATCH"
@@ -223,6 +229,52 @@ def _probe_kprobe_multi() -> Tuple[bool, str]:
         prog.close()
 
 
+#: The function the fentry probe attaches to for an instant (always built, rarely called).
+_FENTRY_PROBE_FUNC = "bpf_fentry_test1"
+_FENTRY_FALLBACK_FUNC = "vfs_fsync"
+
+
+def _probe_fentry() -> Tuple[bool, str]:
+    """Load a trivial fentry program for a kernel function and attach it (that builds
+    the trampoline); (ok, why not)."""
+    try:
+        from ...btf import load_vmlinux
+        from ...btf import types as T
+
+        btf = load_vmlinux()
+        ids = btf.ids_by_name(_FENTRY_PROBE_FUNC, T.KIND_FUNC) or \
+            btf.ids_by_name(_FENTRY_FALLBACK_FUNC, T.KIND_FUNC)
+    except KprobesError as e:
+        return False, f"no kernel BTF ({e.message.splitlines()[0]}): fentry needs it"
+    if not ids:
+        return False, "no probe function in the kernel's BTF"
+    try:
+        prog, _, err = _prog(ProgType.TRACING, expected_attach_type=AttachType.TRACE_FENTRY,
+                             attach_btf_id=ids[0])
+    except PermissionProblem as pe:
+        prog, err = None, getattr(pe, "errno", None) or _errno.EPERM
+    if prog is None:
+        name = _errno.errorcode.get(err, str(err))
+        if err in (_errno.EPERM, _errno.EACCES):
+            return False, f"the kernel refuses fentry programs ({name}: lockdown or no trampolines?)"
+        if err == _errno.EINVAL:
+            return False, "the kernel knows no fentry programs (needs Linux 5.5+ with BTF)"
+        return False, f"fentry program refused ({name})"
+    try:
+        from .attach import ENOTSUPP
+
+        attr = pack("QI", 0, prog.fd)
+        fd, aerr = bpf_errno(Cmd.RAW_TRACEPOINT_OPEN, attr)
+        if fd >= 0:
+            close_fd(fd)
+            return True, ""
+        if aerr == ENOTSUPP:
+            return False, "the kernel cannot build BPF trampolines (no direct ftrace calls)"
+        return False, f"fentry attach refused ({_errno.errorcode.get(aerr, str(aerr))})"
+    finally:
+        prog.close()
+
+
 def _probe_perf_link() -> bool:
     prog, _, _ = _prog(ProgType.TRACEPOINT)
     if prog is None:
@@ -286,6 +338,7 @@ def _probe() -> Features:
     f.perf_link = _probe_perf_link()
     f.kprobe_multi, f.kprobe_multi_reason = _probe_kprobe_multi()
     f.batch_ops = _probe_batch()
+    f.fentry, f.fentry_reason = _probe_fentry()
     f.kprobe_pmu = os.path.exists(os.path.join(PMU_ROOT, "kprobe", "type"))
     f.uprobe_pmu = os.path.exists(os.path.join(PMU_ROOT, "uprobe", "type"))
     return f

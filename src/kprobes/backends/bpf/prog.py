@@ -139,6 +139,8 @@ class Program(OwnedFd):
         log_level: int = 0,
         prog_flags: int = 0,
         maps: Optional[Mapping[Hashable, object]] = None,
+        attach_btf_id: int = 0,
+        attach_btf_obj_fd: int = 0,
     ) -> "Program":
         """``BPF_PROG_LOAD``.  ``insns`` is the assembled program (see :func:`insn_bytes`;
         ``maps`` resolves its map references).
@@ -147,7 +149,9 @@ class Program(OwnedFd):
         (``AttachType.TRACE_KPROBE_MULTI``).  ``kern_version`` defaults to the
         running kernel's ``LINUX_VERSION_CODE`` (kernels before 5.0 check it
         for kprobe programs).  ``log_level`` > 0 keeps the verifier log of a
-        successful load in :attr:`log`.
+        successful load in :attr:`log`.  ``attach_btf_id`` (TRACING programs: fentry/fexit)
+        is the BTF id of the function, in vmlinux or in the module BTF object
+        ``attach_btf_obj_fd``.
         """
         code = insn_bytes(insns, maps)
         if not code or len(code) % 8:
@@ -164,7 +168,15 @@ class Program(OwnedFd):
             log = ctypes.create_string_buffer(size) if level else None
             fields = [int(prog_type), n, addr(code_buf), addr(lic), level, size if level else 0,
                       addr(log), kv, prog_flags]
-            if expected_attach_type is not None:
+            if attach_btf_id:
+                # ... prog_ifindex, expected_attach_type, prog_btf_fd, func_info_rec_size,
+                # func_info, func_info_cnt, line_info_rec_size, line_info, line_info_cnt,
+                # attach_btf_id, attach_btf_obj_fd (uapi union bpf_attr, BPF_PROG_LOAD)
+                attr = pack("IIQQIIQII16sIIIIQIIQIII", *fields,
+                            kname.encode() if with_name else b"", 0,
+                            int(expected_attach_type or 0), 0, 0, 0, 0, 0, 0, 0,
+                            int(attach_btf_id), int(attach_btf_obj_fd))
+            elif expected_attach_type is not None:
                 attr = pack("IIQQIIQII16sII", *fields, kname.encode() if with_name else b"",
                             0, int(expected_attach_type))
             elif with_name and kname:

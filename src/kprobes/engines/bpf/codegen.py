@@ -571,11 +571,16 @@ class ProbeCodegen(MemoryOps):
             from .usdt import emit_usdt_arg
 
             emit_usdt_arg(self, self.usdt, idx, e)  # type: ignore[arg-type]
+        elif idx is not None and self.provider == "rawtracepoint":
+            a.ldx("dw", R0, R6, 8 * idx)  # slot idx of the u64 argument array
         elif idx is not None:
             reg = _ARG_REGS.get(self.arch, ())
             if idx >= len(reg):
                 raise self.error(f"{n} is not in a register on {self.arch}", e)
             a.ldx("dw", R0, R6, PT_REGS[self.arch][reg[idx]])
+        elif n == "retval" and self.provider == "kretfunc":
+            a.ldx("dw", R0, R6, 8 * len(self.function_args(e)[0]))  # after the arguments
+            self.normalize(R0, self.type_of(e))
         elif n == "retval":
             a.ldx("dw", R0, R6, PT_REGS[self.arch]["ax" if self.arch == "x86_64" else "x0"])
         elif n in ("pid", "tid"):

@@ -118,9 +118,17 @@ def _load(s: Any, plan: BpfPlan, p: BpfProgram, fds: Dict[Any, Any]) -> Callable
     from ...backends.bpf.prog import Program
 
     def load(expected: Optional[int]) -> Any:
+        if p.provider in ("kfunc", "kretfunc"):
+            from ...bpf.maps import AttachType
+
+            expected = AttachType.TRACE_FENTRY if p.provider == "kfunc" else AttachType.TRACE_FEXIT
+            if not p.attach_btf_id:
+                raise KprobesError(f"{p.targets[0].name}: the kernel's BTF has no function "
+                                   f"{p.targets[0].func!r}", hint="kfunc probes need "
+                                   "/sys/kernel/btf/vmlinux; the kprobe form works without it")
         try:
             return Program.load(p.prog_type, p.code, name=p.name, maps=fds,
-                                expected_attach_type=expected)
+                                expected_attach_type=expected, attach_btf_id=p.attach_btf_id)
         except VerifierError as e:
             raise _verifier_failure(plan, p, e) from None
 
@@ -132,6 +140,19 @@ def _attach(s: Any, plan: BpfPlan, p: BpfProgram, fds: Dict[Any, Any], pid: int,
     kind = p.provider
     if kind == "profile":
         _attach_profile(s, p, load(None))
+        return
+    if kind in ("software", "hardware"):
+        _attach_counter(s, p, load(None))
+        return
+    if kind in ("kfunc", "kretfunc", "rawtracepoint"):
+        from ...backends.bpf.attach import attach_raw_tracepoint, attach_tracing
+
+        prog = s.own(load(None))
+        s.programs.append(prog)
+        t = p.targets[0]
+        link = attach_tracing(prog, t.name) if kind != "rawtracepoint" else \
+            attach_raw_tracepoint(prog, t.place)
+        s.links.append(s.own(link))
         return
     if kind in ("kprobe", "kretprobe") and len(p.targets) > 1:
         t0 = time.monotonic()
@@ -182,6 +203,23 @@ def _attach_profile(s: Any, p: BpfProgram, prog: Any) -> None:
     period = 0 if hz else int(n) * {"s": 10**9, "ms": 10**6, "us": 10**3}.get(unit, 1)
     for cpu in online_cpus():
         ev = open_cpu_clock(cpu, hz=hz, period_ns=period)
+        s.links.append(s.own(attach_perf_event(prog, ev)))
+
+
+def _attach_counter(s: Any, p: BpfProgram, prog: Any) -> None:
+    """``software:EVENT:N`` / ``hardware:EVENT:N``: a perf event counting EVENT on every
+    online CPU runs ``prog`` every N events."""
+    from ...backends.bpf.attach import attach_perf_event, open_perf_counter
+    from ...backends.bpf.sys import online_cpus
+    from ...lang.attach import HARDWARE_EVENTS, SOFTWARE_EVENTS
+
+    s.own(prog)
+    s.programs.append(prog)
+    event, _, n = p.targets[0].place.partition(":")
+    hw = p.provider == "hardware"
+    config = (HARDWARE_EVENTS if hw else SOFTWARE_EVENTS)[event][0]
+    for cpu in online_cpus():
+        ev = open_perf_counter(0 if hw else 1, config, int(n), cpu, f"{p.provider}:{event}")
         s.links.append(s.own(attach_perf_event(prog, ev)))
 
 

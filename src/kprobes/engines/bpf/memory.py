@@ -124,6 +124,27 @@ class MemoryOps:
     def is_args(self, e: ast.Expr) -> bool:
         return isinstance(e, ast.Builtin) and e.name == "args"
 
+    def function_args(self, node: object) -> Tuple[Dict[str, "MemberInfo"], Type]:
+        """kfunc/kretfunc: the function's parameters (offset 8*i in the u64 context array)
+        and return type, from the type provider's BTF."""
+        get = getattr(self.types, "function_args", None)
+        got = get(self.names[0][1]) if get is not None and self.names else None
+        if got is None:
+            raise self.error(f"no BTF type information for function "
+                             f"'{self.names[0][1] if self.names else '?'}'", node)
+        return dict(got[0]), got[1]
+
+    def ctx_arg(self, e: ast.FieldAccess, t: Type) -> None:
+        """``r0`` = kfunc parameter ``args->NAME``: one u64 load from the context array."""
+        m = self.function_args(e)[0].get(e.field)
+        if m is None:
+            raise self.error(f"Can't find function parameter {e.field}", e)
+        if isinstance(t, (StringType, ArrayType, RecordType)):
+            raise self.error(f"args->{e.field} is passed by value ({t}), which the BPF engine "
+                             "cannot read yet", e)
+        self.a.ldx("dw", R0, R6, m.offset)
+        self.normalize(R0, t)
+
     def tp_field(self, e: ast.FieldAccess) -> "MemberInfo":
         if self.tracepoint is None or self.types is None:
             raise self.error("args needs a tracepoint's format", e)
@@ -196,6 +217,10 @@ class MemoryOps:
         """``r0`` = the value of a member / element / ``*p`` (records and arrays: their address)."""
         a = self.a
         t = self.type_of(e)
+        if isinstance(e, ast.FieldAccess) and self.is_args(e.expr) and \
+                self.provider in ("kfunc", "kretfunc"):
+            self.ctx_arg(e, t)
+            return
         if isinstance(e, ast.FieldAccess) and self.is_args(e.expr):
             f = self.tp_field(e)
             if isinstance(t, (StringType, ArrayType, RecordType)):

@@ -20,13 +20,23 @@ from ...bpf.asm import Program
 from ...bpf.maps import MapType, ProgType, enum_name
 from ...lang.checked import CheckedProgram
 from ..plan import interval_ns
-from ..targets import DEFAULT_BUDGET, Governor, SymbolSource, Target, expand, not_found
+from ..targets import (
+    DEFAULT_BUDGET,
+    Governor,
+    SymbolSource,
+    Target,
+    btf_targets,
+    expand,
+    not_found,
+)
 from .codegen import ProbeCodegen
 from .unit import Caps, Unit
 
 __all__ = ["BpfOptions", "BpfProgram", "UserProbe", "BpfPlan", "plan_checked"]
 
 _USER_SPACE = ("BEGIN", "END", "interval")
+#: Providers whose targets come from BTF (functions, raw tracepoints).
+_BTF_PROVIDERS = ("kfunc", "kretfunc", "rawtracepoint")
 
 
 @dataclass
@@ -52,10 +62,17 @@ class BpfProgram:
     code: Program
     name: str
 
+    #: kfunc/kretfunc: the BTF id of the function the program is loaded for.
+    attach_btf_id: int = 0
+
     @property
     def prog_type(self) -> int:
-        if self.provider == "profile":
+        if self.provider in ("profile", "software", "hardware"):
             return ProgType.PERF_EVENT
+        if self.provider in ("kfunc", "kretfunc"):
+            return ProgType.TRACING
+        if self.provider == "rawtracepoint":
+            return ProgType.RAW_TRACEPOINT
         return ProgType.TRACEPOINT if self.provider == "tracepoint" else ProgType.KPROBE
 
     @property
@@ -120,6 +137,17 @@ class BpfPlan:
         return "\n".join(lines) + "\n"
 
 
+def _btf_id(types: Optional[object], func: str) -> int:
+    """The vmlinux BTF id of function ``func`` (0: unknown; the load then fails clearly)."""
+    btf = getattr(types, "btf", None)
+    if btf is None:
+        return 0
+    from ...btf import types as T
+
+    ids = btf.ids_by_name(func, T.KIND_FUNC)
+    return int(ids[0]) if ids else 0
+
+
 def plan_checked(
     checked: CheckedProgram,
     *,
@@ -147,8 +175,17 @@ def plan_checked(
                 by_provider.setdefault(ap.raw, []).append(
                     Target("profile", f"{ap.unit}:{ap.period}", ap.name, ""))
                 continue
-            narrow = opts.wildcard_filter if ap.provider in ("kprobe", "kretprobe") else None
-            targets = expand(ap, symbols, narrow)
+            if ap.provider in ("software", "hardware"):
+                # one counting perf event per online CPU, sampled every ap.period events
+                by_provider.setdefault(f"{ap.provider}:{ap.raw}", []).append(
+                    Target(ap.provider, f"{ap.target}:{ap.period}", ap.name, ""))
+                continue
+            narrow = opts.wildcard_filter if ap.provider in ("kprobe", "kretprobe", "kfunc",
+                                                              "kretfunc") else None
+            if ap.provider in _BTF_PROVIDERS:
+                targets = btf_targets(ap, getattr(types, "btf", None), symbols, narrow)
+            else:
+                targets = expand(ap, symbols, narrow)
             if not targets:
                 raise not_found(ap)
             if len(targets) > biggest[1]:
@@ -160,6 +197,10 @@ def plan_checked(
             total += len(targets)
             if provider.startswith(("profile:", "p:")):
                 work.append((index, "profile", targets, None))
+            elif provider.startswith(("software:", "hardware:")):
+                work.append((index, provider.partition(":")[0], targets, None))
+            elif provider in _BTF_PROVIDERS:  # a program per function (its own BTF id)
+                work += [(index, provider, [t], None) for t in targets]
             elif provider == "usdt":  # a program per site: its own argument locations
                 work += [(index, provider, [t], None) for t in targets]
             elif provider == "tracepoint":
@@ -179,5 +220,6 @@ def plan_checked(
                            usdt=group[0].usdt if provider == "usdt" else None)
         code = gen.compile()
         name = f"kp{index}_{provider[:2]}{len(plan.programs)}"
-        plan.programs.append(BpfProgram(index, provider, group, base, code, name))
+        btf_id = _btf_id(types, group[0].func) if provider in ("kfunc", "kretfunc") else 0
+        plan.programs.append(BpfProgram(index, provider, group, base, code, name, btf_id))
     return plan
