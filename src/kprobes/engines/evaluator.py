@@ -31,7 +31,10 @@ from ..errors import KprobesError
 from ..events.model import TraceEvent
 from ..lang import ast
 from ..lang.checked import CheckedProgram
-from ..lang.typesys import IntType, StringType, SymType, Type
+from ..lang.typesys import ArrayType, IntType, StringType, SymType, Type
+from . import functions as F
+from .fetch import plan_error
+from .functions import read_for_cat, run_system, uprobe_binary
 from .plan import Variant
 from .runtime import Output, ProcInfo
 from .targets import Target
@@ -420,6 +423,8 @@ class ProbeCompiler:
             return lambda fr: fr.target.func
         raise KprobesError(f"the {n} builtin has no value here")
 
+        if n == "username":
+            return lambda fr: F.format_username(rt.proc.uid(fr.ev.pid))
     def x_Map(self, e: ast.Map) -> Fn:
         m = self.rt.maps[e.name]
         key = self.map_key(e)
@@ -639,6 +644,103 @@ class ProbeCompiler:
     def x_Param(self, e: ast.Param) -> Fn:  # pragma: no cover - refused by the checker
         raise KprobesError("positional parameters are not supported")
 
+
+    # -- functions formatted or resolved in user space (see .functions) ------------------
+    def call_strftime(self, e: ast.Call) -> Fn:
+        fmt = e.args[0]
+        assert isinstance(fmt, ast.StrLit)
+        text = fmt.value
+        inner = self.expr(e.args[1])
+        return lambda fr: F.format_strftime(text, inner(fr))
+
+    def call_strerror(self, e: ast.Call) -> Fn:
+        inner = self.expr(e.args[0])
+        return lambda fr: F.format_strerror(inner(fr))
+
+    def call_strncmp(self, e: ast.Call) -> Fn:
+        a, b = self.expr(e.args[0]), self.expr(e.args[1])
+        n = e.args[2].value if isinstance(e.args[2], ast.IntLit) else 0
+
+        def strncmp(fr: Frame) -> int:
+            x = (a(fr) + "\0").encode("utf-8", "surrogateescape")[:n]
+            y = (b(fr) + "\0").encode("utf-8", "surrogateescape")[:n]
+            return 0 if x.split(b"\0", 1)[0] == y.split(b"\0", 1)[0] else 1
+
+        return strncmp
+
+    def call_bswap(self, e: ast.Call) -> Fn:
+        inner = self.expr(e.args[0])
+        t = self.type_of(e)
+        nbytes = (t.bits if isinstance(t, IntType) else 64) // 8
+        mask = (1 << (8 * nbytes)) - 1
+        return lambda fr: int.from_bytes((inner(fr) & mask).to_bytes(nbytes, "little"), "big")
+
+    def _const(self, e: ast.Call, value: int) -> Fn:
+        return lambda fr: value
+
+    def call_kaddr(self, e: ast.Call) -> Fn:
+        name = e.args[0].value if isinstance(e.args[0], ast.StrLit) else ""
+        addr = F.kernel_address(name)
+        if addr is None:
+            raise plan_error(self.checked.program, f"Failed to resolve kernel symbol: {name}", e.span)
+        return self._const(e, addr)
+
+    def call_uaddr(self, e: ast.Call) -> Fn:
+        name = e.args[0].value if isinstance(e.args[0], ast.StrLit) else ""
+        return self._const(e, F.user_address(uprobe_binary(self.probe), name))
+
+    def call_cgroupid(self, e: ast.Call) -> Fn:
+        path = e.args[0].value if isinstance(e.args[0], ast.StrLit) else ""
+        return self._const(e, F.cgroup_id(path))
+
+    def call_kptr(self, e: ast.Call) -> Fn:
+        return self.expr(e.args[0])
+
+    call_uptr = call_kptr
+
+    def call_pton(self, e: ast.Call) -> Fn:
+        from ..lang.calls import pton_bytes
+
+        raw = pton_bytes(e.args[0].value if isinstance(e.args[0], ast.StrLit) else "") or b""
+        return lambda fr: raw
+
+    def call_ntop(self, e: ast.Call) -> Fn:
+        addr = self.expr(e.args[-1])
+        af = self.expr(e.args[0]) if len(e.args) == 2 else None
+        at = self.type_of(e.args[-1])
+        size = 16 if isinstance(at, ArrayType) and at.count == 16 else 4
+
+        def ntop(fr: Frame) -> str:
+            v = addr(fr)
+            raw = v if isinstance(v, bytes) else (v & ((1 << 128) - 1)).to_bytes(16, "little")
+            family = af(fr) if af is not None else (F.AF_INET6 if size == 16 else F.AF_INET)
+            return F.format_ntop(family, raw)
+
+        return ntop
+
+    def call_cat(self, e: ast.Call) -> Fn:
+        fmt = e.args[0]
+        assert isinstance(fmt, ast.StrLit)
+        compiled = compile_printf(fmt.value)
+        args = tuple(self.expr(a) for a in e.args[1:])
+        out = self.rt.out
+
+        def cat(fr: Frame) -> None:
+            out.printf(read_for_cat(compiled([a(fr) for a in args])))
+
+        return cat
+
+    def call_system(self, e: ast.Call) -> Fn:
+        fmt = e.args[0]
+        assert isinstance(fmt, ast.StrLit)
+        compiled = compile_printf(fmt.value)
+        args = tuple(self.expr(a) for a in e.args[1:])
+        out = self.rt.out
+
+        def system(fr: Frame) -> None:
+            out.printf(run_system(compiled([a(fr) for a in args])))
+
+        return system
 
 def compile_variants(
     checked: CheckedProgram, variants: List[Variant], rt: Runtime

@@ -257,6 +257,10 @@ class FetchFinder:
             self.field_of[id(e)] = self.add(e.name, f"%{reg}", "u64")
         elif e.name == "retval":
             self.field_of[id(e)] = self.add("retval", "$retval", "u64")
+        elif e.name.startswith("sarg") and self.family in ("kprobe", "uprobe"):
+            # the Nth stack slot above the return address (x86_64: sarg0 = *(sp + 8))
+            slot = (int(e.name[4:]) + 1) * 8
+            self.field_of[id(e)] = self.add(e.name, f"+{slot}(%{self._sp()})", "u64")
         elif e.name == "comm" and (self.family != "tracepoint" or self.eprobe):
             if self.family in ("kprobe", "uprobe", "usdt", "tracepoint"):
                 self.field_of[id(e)] = self.add("comm", "$comm", "string")
@@ -278,9 +282,18 @@ class FetchFinder:
                     return field_fetch_type(f)
         return "u64"
 
+    def _sp(self) -> str:
+        return "sp"
+
     def call(self, e: ast.Call) -> None:
         if e.name == "str":
             self.str_call(e)
+            return
+        if e.name == "reg" and isinstance(e.args[0], ast.StrLit):
+            if self.family not in ("kprobe", "uprobe"):
+                raise self.error(f'reg can not be used with "{self.family}" probes', e.span)
+            name = e.args[0].value
+            self.field_of[id(e)] = self.add(f"reg_{name}", f"%{name}", "u64")
             return
         for a in e.args:
             self.expr(a)

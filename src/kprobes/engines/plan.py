@@ -166,9 +166,12 @@ def plan_program(
     ``eprobes`` says whether the kernel has event probes; ``wildcard_filter``
     (ours, for CI) intersects every kprobe wildcard with a second glob.
     """
+    from .functions import refuse_unsafe
+
+    gov = governor or Governor(DEFAULT_BUDGET)
+    refuse_unsafe(checked, gov.unsafe)
     refuse_bpf_only(checked)
     src = symbols or SymbolSource()
-    gov = governor or Governor(DEFAULT_BUDGET)
     variants: List[Variant] = []
     total = 0
     biggest = ("", 0)
@@ -236,9 +239,22 @@ def refuse_bpf_only(checked: CheckedProgram) -> None:
         visit(probe.predicate)
         visit(probe.body)
     if found:
+        why = next((v for k, v in _BPF_ONLY_WHY.items() if k in what.split("(")[0].split()),
+                   "to walk stacks, sample CPUs or read the task")
         what, span = found[0]
         raise plan_error(checked.program, f"{what} --engine bpf (the tracefs engine has no "
-                         "in-kernel code to walk stacks, sample CPUs or read the task)", span)
+                         f"in-kernel code {why})", span)
+
+
+#: Why the tracefs engine refuses a BPF-only function (default: stacks, CPUs, the task).
+_BPF_ONLY_WHY = {
+    "signal": "to send a signal from the probed task (bpf_send_signal)",
+    "override": "to change a function's return value (bpf_override_return)",
+    "numaid": "to read the NUMA node (bpf_get_numa_node_id)",
+    "macaddr": "to copy the bytes of an address",
+    "buf": "to copy the bytes of a buffer",
+    "join": "to walk an argv array",
+}
 
 
 def _check_placement(checked: CheckedProgram, ap: ast.AttachPoint) -> None:

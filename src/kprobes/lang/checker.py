@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Callable
 
 from . import ast
-from .builtins import ARG_PROVIDERS, BUILTINS, UNSUPPORTED_BUILTINS
+from .builtins import ARG_PROVIDERS, BUILTINS, NOT_IN_BPFTRACE_017, UNSUPPORTED_BUILTINS
 from .calls import CallChecks
 from .checked import CheckedProgram, MapInfo, ProbeSummary
 from .diagnostics import ERROR, WARNING, Diagnostic, LangError
@@ -34,6 +34,7 @@ from .typesys import (
     UINT64,
     AggType,
     ArrayType,
+    FmtType,
     IntType,
     NoneType,
     PointerType,
@@ -395,12 +396,18 @@ class _Checker(CallChecks):
 
     def builtin(self, e: ast.Builtin) -> Type:
         name = e.name
-        if name in UNSUPPORTED_BUILTINS or name.startswith("sarg"):
+        if name in NOT_IN_BPFTRACE_017 and name in UNSUPPORTED_BUILTINS:
+            self.error(f"Unknown identifier: '{name}'", e.span,
+                       (f"{name} is not in bpftrace 0.17, the language kprobes follows",))
+            return NONE
+        if name in UNSUPPORTED_BUILTINS:
             self.error(f"the {name} builtin is not supported yet", e.span)
             return NONE
         index = e.arg_index
         if index is not None:
             return self.arg_builtin(e, index)
+        if name.startswith("sarg"):
+            return self.sarg_builtin(e)
         self.use.builtins.add(name)
         allowed = BUILTINS[name]
         bad = [p for p in self.providers if p not in allowed]
@@ -448,6 +455,8 @@ class _Checker(CallChecks):
             return StringType(_UNKNOWN_PROBE_SIZE)
         return StringType(max(len(ap.name) for ap in self.probe.attach_points) + 1)
 
+        if name == "username":
+            return FmtType("username")
     def arg_builtin(self, e: ast.Builtin, index: int) -> Type:
         from .builtins import CTX_ARG_PROVIDERS, RAW_TP_MAX_ARGS
 
@@ -455,6 +464,18 @@ class _Checker(CallChecks):
         bad = [p for p in self.providers if p not in ARG_PROVIDERS]
         if bad and not raw:
             self.error(
+    def sarg_builtin(self, e: ast.Builtin) -> Type:
+        """``sargN``: the Nth 8-byte slot above the return address on the stack."""
+        bad = [p for p in self.providers if p not in ARG_PROVIDERS]
+        if bad:
+            self.error(
+                f"The {e.name} builtin can only be used with 'kprobes' and 'uprobes' probes",
+                e.span,
+            )
+            return NONE
+        self.use.builtins.add(e.name)
+        return UINT64
+
                 f"The {e.name} builtin can only be used with 'kprobes' and 'uprobes' probes",
                 e.span,
             )

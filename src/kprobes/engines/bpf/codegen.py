@@ -33,12 +33,14 @@ from ...lang import ast
 from ...lang.diagnostics import LangError
 from ...lang.typesys import (
     AggType,
+    FmtType,
     IntType,
     StackType,
     StringType,
     Type,
 )
 from ..fetch import plan_error
+from .functions import INT_FUNCTIONS, FunctionOps, fmt_part
 from .layout import KeyPart
 from .memory import MemoryOps
 from .unit import MapPlan, Unit, part_of, round8, str_size
@@ -85,7 +87,7 @@ def _signed(t: Type) -> bool:
     return isinstance(t, IntType) and t.signed
 
 
-class ProbeCodegen(MemoryOps):
+class ProbeCodegen(MemoryOps, FunctionOps):
     """Compiles one probe for one attach provider (see the module docstring).
 
     ``names`` are the ``(probe name, func)`` of its targets; ``target_base`` is the
@@ -201,6 +203,8 @@ class ProbeCodegen(MemoryOps):
         a.mov64(R6, R1)
         for name, t in self.checked.probes[self.probe_index].variables.items():
             size = t.size if isinstance(t, StringType) else 8
+            if isinstance(t, FmtType):
+                size = fmt_part(t).size
             off = self.alloc(size, f"${name}")
             self.vars[name] = (off, t)
             self.zero(off, size)
@@ -272,6 +276,8 @@ class ProbeCodegen(MemoryOps):
 
     def int_or_str_discard(self, e: ast.Expr) -> None:
         t = self.type_of(e)
+        if isinstance(t, FmtType):
+            return  # a formatted value nobody prints
         if isinstance(t, StringType):
             off = self.alloc(t.size)
             self.str_expr(e, off, t.size)
@@ -299,6 +305,9 @@ class ProbeCodegen(MemoryOps):
 
     def assign_var(self, st: ast.AssignVar) -> None:
         off, t = self.vars[st.target.name]
+        if isinstance(t, FmtType):
+            self.fmt_value(st.value, off, fmt_part(t))
+            return
         if isinstance(t, StringType):
             if st.op != "=":
                 raise self.error("compound assignment to a string", st)
@@ -332,6 +341,9 @@ class ProbeCodegen(MemoryOps):
         """Write ``e`` as ``part`` at ``r10 + off``."""
         if part.kind == "str":
             self.str_expr(e, off, str_size(part))
+            return
+        if part.kind == "fmt":
+            self.fmt_value(e, off, part)
             return
         if part.kind == "target":
             self.target_index()
@@ -623,6 +635,10 @@ class ProbeCodegen(MemoryOps):
             a.mov32(R0, R0)
         elif n == "cgroup":
             a.call(Helper.get_current_cgroup_id)
+        elif n == "numaid":
+            a.call(Helper.get_numa_node_id)
+        elif n.startswith("sarg"):
+            self.sarg(e)
         else:
             raise self.error(f"the {n} builtin is not supported by the BPF engine", e)
 
@@ -751,6 +767,9 @@ class ProbeCodegen(MemoryOps):
         if e.name == "str":
             raise self.error("str() used as an integer", e)
         self.call_stmt(e)
+        if e.name in INT_FUNCTIONS:
+            self.int_function(e)
+            return
         self.a.mov64(R0, 0)
 
     def call_stmt(self, e: ast.Call) -> None:
@@ -800,6 +819,8 @@ class ProbeCodegen(MemoryOps):
                 a.call(Helper.map_delete_elem)
         elif name in ("str", "ksym", "usym", "kstack", "ustack"):
             self.int_or_str_discard(e)
+        elif self.function_stmt(e):
+            pass
         else:
             raise self.error(f"{name}() is not supported by the BPF engine yet", e)
 
@@ -812,7 +833,6 @@ class ProbeCodegen(MemoryOps):
     def emit_record(self, rid: int, args: List[Tuple[KeyPart, ast.Expr]], size: int) -> None:
         """Build the record ``id, args...`` on the stack and send it to the ring."""
         a = self.a
-        unit = self.unit
         with a.stack.scope():
             off = self.alloc(size, "output record")
             self.load_const(R1, rid)
@@ -823,6 +843,13 @@ class ProbeCodegen(MemoryOps):
                 pos += part.size
             ring = unit.ring_map()
             if ring.type == MapType.RINGBUF:
+            self.send_record(off, size)
+
+    def send_record(self, off: int, size: int) -> None:
+        """Send the ``size`` bytes at ``r10 + off`` to the output ring (count a failure)."""
+        a = self.a
+        unit = self.unit
+        with a.stack.scope():
                 a.ld_map_fd(R1, ring)
                 self.fp(R2, off)
                 a.mov64(R3, size).mov64(R4, 0).call(Helper.ringbuf_output)

@@ -72,7 +72,7 @@ def decode_str(raw: bytes) -> str:
 @dataclass(frozen=True)
 class KeyPart:
     """One part of a packed key or record: ``kind`` is ``int``, ``str``, ``target``,
-    ``ksym``, ``usym`` or ``stack``.
+    ``ksym``, ``usym``, ``stack`` or ``fmt`` (``field``: ``KIND:STRFTIME-FORMAT``).
 
     ``size`` is its byte size; ``signed`` for ints; ``field`` for targets
     (``name`` for ``probe``, ``func`` for ``func``), for stacks ``k|u:MODE:LIMIT``.
@@ -88,6 +88,11 @@ class KeyPart:
                sym: Optional[Callable[["KeyPart", bytes], str]] = None) -> object:
         if self.kind == "str":
             return decode_str(raw)
+        if self.kind == "fmt":  # a value formatted in user space (engines.functions)
+            from ..functions import format_fmt
+
+            kind, _, fmt = self.field.partition(":")
+            return format_fmt(kind, raw, fmt)
         if self.kind in ("stack", "usym"):
             if sym is not None:
                 return sym(self, raw)

@@ -58,7 +58,7 @@ class RecordDecoder:
                 lay.append((p, pos))
                 pos += p.size
             self._layout[rec.id] = lay
-            if rec.kind == "printf":
+            if rec.kind in ("printf", "cat", "system"):
                 assert rec.text is not None
                 self._printf[rec.id] = compile_printf(rec.text)
 
@@ -86,6 +86,15 @@ class RecordDecoder:
             out.print_map(self.maps[rec.map], rec.top, rec.div)
         elif k == "print_value":
             out.print_value(self.args(rec, raw)[0])
+        elif k in ("cat", "system"):
+            from ..functions import read_for_cat, run_system
+
+            text = self._printf[rid](self.args(rec, raw))
+            out.printf(read_for_cat(text) if k == "cat" else run_system(text))
+        elif k == "join":
+            args = self.args(rec, raw)
+            count = int(args[0])  # type: ignore[call-overload]
+            out.printf((rec.text or "").join(str(x) for x in args[1:1 + count]) + "\n")
         elif k == "clear":
             self.maps[rec.map].clear()
         elif k == "zero":

@@ -158,6 +158,9 @@ def plan_checked(
     opts: BpfOptions,
 ) -> BpfPlan:
     """Expand targets and compile every probe (pure apart from reading symbol lists)."""
+    from ..functions import refuse_unsafe
+
+    refuse_unsafe(checked, opts.unsafe)
     unit = Unit(checked, caps)
     plan = BpfPlan(checked, unit, symbols=symbols, pid=opts.pid)
     gov = Governor(opts.budget, opts.unsafe)

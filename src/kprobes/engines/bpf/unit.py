@@ -24,7 +24,16 @@ from ...bpf.maps import MapSpec, MapType
 from ...errors import KprobesError
 from ...lang import ast
 from ...lang.checked import CheckedProgram
-from ...lang.typesys import AggType, IntType, PointerType, StackType, StringType, SymType, Type
+from ...lang.typesys import (
+    AggType,
+    FmtType,
+    IntType,
+    PointerType,
+    StackType,
+    StringType,
+    SymType,
+    Type,
+)
 from ..runtime import lhist_params
 from .layout import KeyLayout, KeyPart, ValueLayout
 
@@ -134,6 +143,10 @@ def part_of_type(t: Type) -> KeyPart:
         return KeyPart("ksym", 8) if t.kernel else KeyPart("usym", 16)
     if isinstance(t, StackType):
         return KeyPart("stack", 8, field=stack_field(t))
+    if isinstance(t, FmtType):
+        from .functions import fmt_part
+
+        return fmt_part(t)
     raise KprobesError(f"a value of type {t} cannot be stored or printed by the BPF engine yet")
 
 

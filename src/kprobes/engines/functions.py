@@ -1,0 +1,245 @@
+"""The user-space half of bpftrace's formatting and resolving functions, shared by both engines.
+
+Values of a :class:`~kprobes.lang.typesys.FmtType` are carried as raw data
+(BPF: in the ring record; tracefs: in the fetched fields) and turned into
+text here, as bpftrace 0.17 does in its user-space printer:
+
+* ``strftime(fmt, ns)``: ``ns`` counts from boot (bpftrace 0.17 adds the
+  boot time, ``CLOCK_REALTIME - CLOCK_BOOTTIME`` read once); ``%f`` is the
+  microseconds, bpftrace's extension;
+* ``strerror(n)``: the C library's text for ``n``;
+* ``ntop([af,] addr)``: ``inet_ntop`` (``af`` 2 is IPv4, 10 IPv6);
+* ``macaddr(p)``: six bytes, ``%02X:`` separated;
+* ``buf(p, n)``: printable ASCII as is, other bytes ``\\xNN``;
+* ``username``: the uid's name from the password database (the uid itself
+  when it has none).
+
+``kaddr``/``uaddr``/``cgroupid`` are resolved once, when the program is
+planned: the kernel symbol's address from ``/proc/kallsyms``, the ELF
+symbol's address in the probed binary, the inode of the cgroup directory.
+:func:`refuse_unsafe` makes ``signal``/``system``/``override`` need
+``--unsafe`` as bpftrace does.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
+from ..errors import KprobesError
+from ..lang import ast
+from ..lang.builtins import UNSAFE_FUNCTIONS
+
+if TYPE_CHECKING:
+    from ..lang.checked import CheckedProgram
+
+__all__ = [
+    "format_strftime", "format_strerror", "format_ntop", "format_macaddr", "format_buf",
+    "format_username", "format_fmt", "kernel_address", "user_address", "cgroup_id",
+    "refuse_unsafe", "AF_INET", "AF_INET6", "uprobe_binary", "read_for_cat", "run_system",
+]  # fmt: skip
+
+AF_INET = 2
+AF_INET6 = 10
+_boot_ns: Optional[int] = None
+_users: Dict[int, str] = {}
+
+
+def boot_realtime_ns() -> int:
+    """Wall-clock time of boot in ns (``CLOCK_REALTIME - CLOCK_BOOTTIME``), read once."""
+    global _boot_ns
+    if _boot_ns is None:
+        _boot_ns = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(
+            getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
+    return _boot_ns
+
+
+def format_strftime(fmt: str, nsecs: int, boot_ns: Optional[int] = None) -> str:
+    """``strftime(fmt, nsecs)`` as bpftrace 0.17 prints it (local time, ``%f`` microseconds)."""
+    total = (boot_realtime_ns() if boot_ns is None else boot_ns) + (nsecs & ((1 << 64) - 1))
+    secs, rest = divmod(total, 1_000_000_000)
+    if "%f" in fmt:
+        parts = fmt.split("%%")
+        fmt = "%%".join(p.replace("%f", f"{rest // 1000:06d}") for p in parts)
+    try:
+        return time.strftime(fmt, time.localtime(secs))
+    except (ValueError, OverflowError, OSError):
+        return ""
+
+
+def format_strerror(errno: int) -> str:
+    """``strerror(n)``: the C library's message."""
+    try:
+        return os.strerror(_s32(errno))
+    except ValueError:
+        return f"Unknown error {_s32(errno)}"
+
+
+def _s32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >> 31 else v
+
+
+def format_ntop(af: int, raw: bytes) -> str:
+    """``ntop(af, addr)``: ``raw`` holds the address in network order (4 or 16 bytes used)."""
+    if af == AF_INET6:
+        return str(ipaddress.IPv6Address(bytes(raw[:16]).ljust(16, b"\0")))
+    return str(ipaddress.IPv4Address(bytes(raw[:4]).ljust(4, b"\0")))
+
+
+def format_macaddr(raw: bytes) -> str:
+    """``macaddr(p)``: ``AA:BB:CC:DD:EE:FF``."""
+    return ":".join(f"{b:02X}" for b in bytes(raw[:6]).ljust(6, b"\0"))
+
+
+def format_buf(raw: bytes) -> str:
+    """``buf(p, n)`` printed with ``%r``: printable ASCII kept, other bytes ``\\xNN``."""
+    return "".join(chr(b) if 32 <= b < 127 else f"\\x{b:02x}" for b in raw)
+
+
+def format_username(uid: int) -> str:
+    """``username``: the name of ``uid`` (its number when it has none)."""
+    uid &= 0xFFFFFFFF
+    name = _users.get(uid)
+    if name is None:
+        try:
+            import pwd
+
+            name = pwd.getpwuid(uid).pw_name
+        except (KeyError, ImportError):
+            name = str(uid)
+        _users[uid] = name
+    return name
+
+
+def format_fmt(kind: str, raw: bytes, fmt: str = "") -> str:
+    """Format the raw kernel data of a FmtType value (the BPF engine's record parts)."""
+    v = int.from_bytes(raw[:8].ljust(8, b"\0"), "little")
+    if kind == "strftime":
+        return format_strftime(fmt, v)
+    if kind == "strerror":
+        return format_strerror(v)
+    if kind == "username":
+        return format_username(v)
+    if kind == "ntop":
+        return format_ntop(v, raw[8:24])
+    if kind == "macaddr":
+        return format_macaddr(raw[:6])
+    if kind == "buf":
+        return format_buf(raw[8:8 + min(v, len(raw) - 8)])
+    raise KprobesError(f"no formatter for {kind} values")  # pragma: no cover - FmtType kinds
+
+
+# -- resolved when the program is planned -------------------------------------------------
+def kernel_address(name: str, kallsyms: str = "/proc/kallsyms") -> Optional[int]:
+    """The address of kernel symbol ``name`` (None: not found, or addresses hidden)."""
+    want = name.encode()
+    try:
+        with open(kallsyms, "rb") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2] == want:
+                    addr = int(parts[0], 16)
+                    return addr or None
+    except OSError:
+        return None
+    return None
+
+
+def user_address(path: str, name: str) -> int:
+    """The address of ELF symbol ``name`` in ``path`` (a non-PIE executable)."""
+    from ..backends.symbols.elf import ELFFile
+
+    try:
+        with ELFFile(path) as elf:
+            if elf.is_pie or elf.is_shared_object:
+                raise KprobesError(
+                    f"uaddr(\"{name}\"): {path} is position-independent, its symbols have no "
+                    "fixed address", hint="uaddr() resolves symbols of non-PIE executables only")
+            for table in (".symtab", ".dynsym"):
+                for sym in elf.symbols(table):
+                    if sym.name == name and sym.is_defined and sym.value:
+                        return sym.value
+    except OSError as exc:
+        raise KprobesError(f"uaddr(\"{name}\"): cannot read {path}: {exc.strerror}") from None
+    raise KprobesError(f"Could not resolve symbol: {path}:{name}")
+
+
+def cgroup_id(path: str) -> int:
+    """``cgroupid(path)``: the inode number of the cgroup2 directory (the kernel's cgroup id)."""
+    try:
+        return os.stat(path).st_ino
+    except OSError as exc:
+        raise KprobesError(f"Failed to get `cgroupid` for path: \"{path}\": {exc.strerror}") from None
+
+
+def uprobe_binary(probe: ast.Probe) -> str:
+    """The binary of a uprobe's first attach point (``uaddr()`` resolves symbols in it)."""
+    for ap in probe.attach_points:
+        if ap.provider in ("uprobe", "uretprobe", "usdt"):
+            if ap.target.startswith("/"):
+                return ap.target
+            import shutil
+
+            found = shutil.which(ap.target)
+            if found:
+                return found
+            raise KprobesError(f"uaddr(): cannot find the binary {ap.target!r}",
+                               hint="write the uprobe with an absolute path")
+    raise KprobesError("uaddr() needs a uprobe")
+
+
+def read_for_cat(path: str, limit: int = 1 << 20) -> str:
+    """``cat(path)``: the file's text (bpftrace prints it as is; an error goes to the output)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(limit).decode("utf-8", "replace")
+    except OSError as exc:
+        return f"ERROR: failed to open file '{path}': {exc.strerror}\n"
+
+
+def run_system(command: str, timeout: float = 60.0) -> str:
+    """``system(cmd)``: run through ``/bin/sh -c`` and return its standard output."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"system(): {exc}\n"
+    return done.stdout.decode("utf-8", "replace")
+
+
+def refuse_unsafe(checked: CheckedProgram, unsafe: bool) -> None:
+    """``signal()``, ``system()`` and ``override()`` need ``--unsafe`` (bpftrace's wording)."""
+    if unsafe:
+        return
+    from .fetch import plan_error
+
+    found: List[Tuple[str, object]] = []
+
+    def visit(node: object) -> None:
+        if found:
+            return
+        if isinstance(node, ast.Call) and node.name in UNSAFE_FUNCTIONS:
+            found.append((node.name, node.span))
+            return
+        if isinstance(node, tuple):
+            for x in node:
+                visit(x)
+            return
+        for name in getattr(node, "__dataclass_fields__", ()):
+            if name != "span":
+                visit(getattr(node, name))
+
+    for probe in checked.program.probes:
+        visit(probe.predicate)
+        visit(probe.body)
+    if found:
+        name, span = found[0]
+        err = plan_error(checked.program, f"{name}() is an unsafe function being used in safe "
+                         "mode", span)  # type: ignore[arg-type]
+        err.hint = f"{name}() changes the traced system: pass --unsafe if you mean it"
+        raise err
