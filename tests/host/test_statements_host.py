@@ -40,20 +40,25 @@ tracepoint:syscalls:sys_enter_getppid /comm == str($2)/ {
 """
 
 
-def _run(engine: str, params: list[str]) -> str:
+def _run(engine: str, params: list[str], program: str = PROGRAM) -> str:
     cmd = f"{sys.executable} -c \"{WORK}\" 5"
-    sel = kprobes.prepare_program(PROGRAM, "stdin", engine=engine, params=params)
+    sel = kprobes.prepare_program(program, "stdin", engine=engine, params=params,
+                                  opts=kprobes.PlanOptions(child=True))
     out, err = io.StringIO(), io.StringIO()
     rc = sel.run(kprobes.RunOptions(command=cmd), out, err)
     assert rc == 0, err.getvalue()
     return out.getvalue()
 
 
-def test_statements_and_parameters_agree_on_both_engines() -> None:
+def _need() -> None:
     if os.geteuid() != 0:
         require("needs root")
     if not os.path.exists("/sys/kernel/tracing/events/syscalls/sys_enter_getppid/id"):
         require("no syscalls:sys_enter_getppid tracepoint (CONFIG_FTRACE_SYSCALLS)")
+
+
+def test_statements_and_parameters_agree_on_both_engines() -> None:
+    _need()
     params = ["100", "kpstmtwork", "x"]
     tracefs = _run("tracefs", params)
     bpf = _run("bpf", params)
@@ -62,3 +67,12 @@ def test_statements_and_parameters_agree_on_both_engines() -> None:
     for line in ("@s: 547", "@last: 40", "@u: 15", "@d: -15", "@n[3]: 5", "@pre: 41",
                  "@post: 41", "@after: 42"):
         assert line + "\n" in bpf, (line, bpf)
+
+
+def test_cpid_is_the_pid_of_the_command() -> None:
+    _need()
+    program = ('BEGIN { printf("cpid set: %d\\n", cpid > 1); }'
+               ' tracepoint:syscalls:sys_enter_getppid /pid == cpid && comm == "kpstmtwork"/ { @calls = count(); }')
+    outs = [_run(engine, [], program) for engine in ("tracefs", "bpf")]
+    assert outs[0] == outs[1]
+    assert "cpid set: 1\n" in outs[1] and "@calls: 5\n" in outs[1], outs[1]

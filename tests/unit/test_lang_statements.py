@@ -22,11 +22,12 @@ from kprobes.events.model import TraceEvent
 from kprobes.lang import LangError, check, parse_program
 from kprobes.lang.checked import CheckedProgram
 from kprobes.lang.params import numeric_value
-from tests.bpf_interp import Machine, pt_regs
+from tests.bpf_interp import FakeMap, Machine, pt_regs
 
 
-def checked(text: str, params: Sequence[str] = ()) -> CheckedProgram:
-    return check(parse_program(text), None, max_args=6, arch_name="x86_64", params=params)
+def checked(text: str, params: Sequence[str] = (), child: Optional[bool] = None) -> CheckedProgram:
+    return check(parse_program(text), None, max_args=6, arch_name="x86_64", params=params,
+                 child=child)
 
 
 def _value(agg: object) -> object:
@@ -36,11 +37,13 @@ def _value(agg: object) -> object:
     return agg
 
 
-def evaluate(body: str, params: Sequence[str] = ()) -> Tuple[Dict[str, Dict[tuple, object]], str]:
+def evaluate(body: str, params: Sequence[str] = (), cpid: int = 0
+             ) -> Tuple[Dict[str, Dict[tuple, object]], str]:
     c = checked("BEGIN { " + body + " }", params)
     maps = make_maps(c)
     buf = io.StringIO()
     rt = Runtime(maps, Output(buf), 0)
+    rt.cpid = cpid
     run = ProbeCompiler(c, Variant(0, "BEGIN"), rt).compile()
     run(TraceEvent(comm="x", pid=1, cpu=0, timestamp_ns=0, event="BEGIN", tgid=1),
         Target("BEGIN", "", "BEGIN", ""))
@@ -48,12 +51,15 @@ def evaluate(body: str, params: Sequence[str] = ()) -> Tuple[Dict[str, Dict[tupl
     return out, buf.getvalue()
 
 
-def run_bpf(body: str, params: Sequence[str] = (), machine: Optional[Machine] = None
-            ) -> Dict[str, Dict[tuple, object]]:
+def run_bpf(body: str, params: Sequence[str] = (), cpid: int = 0) -> Dict[str, Dict[tuple, object]]:
     c = checked("kprobe:f { " + body + " }", params)
     unit = Unit(c, Caps())
     prog = ProbeCodegen(unit, 0, "kprobe", [("kprobe:f", "f")]).compile()
-    m = machine or Machine()
+    m = Machine()
+    if unit.globals is not None:  # what the engine writes before BEGIN: start time, cpid
+        g = FakeMap(unit.globals)
+        g.data[bytes(4)][8:16] = cpid.to_bytes(8, "little")
+        m.maps[unit.globals] = g
     m.run(prog, pt_regs())
     out: Dict[str, Dict[tuple, object]] = {}
     for name, mp in unit.maps.items():
@@ -64,10 +70,10 @@ def run_bpf(body: str, params: Sequence[str] = (), machine: Optional[Machine] = 
     return out
 
 
-def both(body: str, params: Sequence[str] = ()) -> Dict[str, Dict[tuple, object]]:
+def both(body: str, params: Sequence[str] = (), cpid: int = 0) -> Dict[str, Dict[tuple, object]]:
     """The maps ``body`` leaves, checked equal on both engines."""
-    ev, _ = evaluate(body, params)
-    bp = run_bpf(body, params)
+    ev, _ = evaluate(body, params, cpid)
+    bp = run_bpf(body, params, cpid)
     assert ev == bp, body
     return ev
 
@@ -167,3 +173,22 @@ def test_while_loop_is_a_backward_jump_in_bpf() -> None:
     prog = ProbeCodegen(Unit(c, Caps()), 0, "kprobe", [("kprobe:f", "f")]).compile()
     jumps = [i for i, ins in enumerate(prog.insns) if ins.code & 0x07 == 0x05 and ins.off < 0]
     assert jumps, "no backward jump"
+
+
+# -- cpid -----------------------------------------------------------------------------------
+def test_cpid_is_the_commands_pid_on_both_engines() -> None:
+    maps = both("@c = cpid; @t = cpid + 1 > 1;", cpid=4321)
+    assert maps["c"] == {(): 4321} and maps["t"] == {(): 1}
+    assert str(checked("BEGIN { @ = cpid; }").maps[""].value_type) == "uint32"
+
+
+def test_cpid_without_a_command_is_bpftraces_error() -> None:
+    assert "stdin:1:13-17: ERROR: cpid cannot be used without child command" in error_of_child(
+        "BEGIN { @ = cpid; }")
+    checked("BEGIN { @ = cpid; }", child=True)
+
+
+def error_of_child(text: str) -> str:
+    with pytest.raises(LangError) as info:
+        checked(text, child=False)
+    return str(info.value)

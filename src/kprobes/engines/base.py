@@ -47,7 +47,8 @@ AUTO_ORDER = ("bpf", "tracefs")
 class PlanOptions:
     """Planning choices shared by every engine: the governor (``unsafe``, ``budget``),
     ``wildcard_filter`` (a second glob every kprobe wildcard must also match), ``pid``
-    (-p), ``arch`` (None: this machine's), ``eprobes`` (tracefs; None: detect)."""
+    (-p), ``arch`` (None: this machine's), ``eprobes`` (tracefs; None: detect), ``child``
+    (a ``-c`` command will run: ``cpid`` needs one; None: not checked)."""
 
     unsafe: bool = False
     budget: Optional[int] = None
@@ -55,6 +56,7 @@ class PlanOptions:
     pid: int = 0
     arch: Optional[str] = None
     eprobes: Optional[bool] = None
+    child: Optional[bool] = None
 
 
 @dataclass
@@ -111,6 +113,7 @@ def check_program(
     provider: Optional["KernelTypeProvider"] = None,
     symbols: Optional["SymbolSource"] = None,
     params: Sequence[str] = (),
+    child: Optional[bool] = None,
 ) -> Checked:
     """Parse and type-check ``text`` for ``kernel`` (raises :class:`~kprobes.lang.LangError`);
     ``params``: the positional parameters ``$1``.. (``$#`` is their count)."""
@@ -124,7 +127,8 @@ def check_program(
     a = get_arch(arch) if arch else host_arch()
     prov = provider if provider is not None else KernelTypeProvider(k.btf_or_none, k.tracefs_root)
     program = parse_program(text, filename)
-    checked = check(program, prov, max_args=len(a.arg_regs), arch_name=a.name, params=params)
+    checked = check(program, prov, max_args=len(a.arg_regs), arch_name=a.name, params=params,
+                    child=child)
     syms = symbols if symbols is not None else SymbolSource(lambda: k.symbols, tracefs_root=k.tracefs_root)
     return Checked(checked, k, prov, a, syms)
 
@@ -225,7 +229,7 @@ def prepare(
     o = opts if opts is not None else PlanOptions()
     if engine != AUTO and engine not in ENGINES:
         get_engine(engine)  # raises
-    prog = check_program(text, filename, kernel=kernel, arch=o.arch, params=params)
+    prog = check_program(text, filename, kernel=kernel, arch=o.arch, params=params, child=o.child)
     return choose(prog, o, engine)
 
 

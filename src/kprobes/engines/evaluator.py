@@ -105,6 +105,8 @@ class Runtime:
             ksym = shared_symbolizer()
         self.ksym = ksym
         self.exit_requested = False
+        #: ``cpid``: the pid of the ``-c`` command (0 without one), set before BEGIN runs.
+        self.cpid = 0
 
     def pid_of(self, ev: TraceEvent) -> int:
         return ev.tgid if ev.tgid is not None else self.proc.tgid(ev.pid)
@@ -421,6 +423,8 @@ class ProbeCompiler:
             return lambda fr: fr.target.name
         if n == "func":
             return lambda fr: fr.target.func
+        if n == "cpid":
+            return lambda fr: rt.cpid
         raise KprobesError(f"the {n} builtin has no value here")
 
         if n == "username":

@@ -95,6 +95,23 @@ class UserProbes:
         return cls([], [], [])
 
 
+def _simple_command(cmd: str) -> bool:
+    """``cmd`` is one command without shell operators (``exec`` may prefix it)."""
+    import shlex
+
+    if "\n" in cmd:
+        return False
+    try:
+        lex = shlex.shlex(cmd, posix=True, punctuation_chars=";&|<>()")
+        lex.whitespace_split = True
+        words = list(lex)
+    except ValueError:
+        return False
+    if not words or "=" in words[0]:  # VAR=value cmd: not for exec
+        return False
+    return not any(w and all(c in ";&|<>()" for c in w) for w in words)
+
+
 class Lifecycle:
     """The engine-neutral parts of a run (see the module docstring)."""
 
@@ -107,7 +124,10 @@ class Lifecycle:
         self.err = err
         self.clock = Timers([], 0)
         self.proc: Optional["subprocess.Popen[bytes]"] = None
+        self.gate: Optional[int] = None
         self.deadline: Optional[float] = None
+        #: Called at :meth:`start`, once the ``-c`` command's pid (``cpid``) is known.
+        self.on_start: List[Callable[[], None]] = []
 
     def attaching(self, n: int) -> None:
         """bpftrace's ``Attaching N probes...`` (before anything is armed)."""
@@ -120,21 +140,36 @@ class Lifecycle:
         self.clock = Timers(self.user.timers, self.rt.start_ns)
         if self.opts.duration:
             self.deadline = time.monotonic() + self.opts.duration
+        self.spawn_command()
+        for hook in self.on_start:
+            hook()
 
     def run_begin(self) -> None:
         for runner, target in self.user.begin:
             runner(synthetic("BEGIN", time.monotonic_ns()), target)
         self.output.flush()  # BEGIN's output is out before any event (a reader may wait for it)
 
-    def release_command(self) -> None:
-        """Start ``-c CMD`` now that everything is armed (it exec()s only past its gate)."""
-        if not self.opts.command:
+    def spawn_command(self) -> None:
+        """Start ``-c CMD`` held at its gate: its pid is ``cpid`` from BEGIN on."""
+        if not self.opts.command or self.proc is not None:
             return
         from ..backends.process import spawn_gated
 
-        self.proc, gate = spawn_gated(["sh", "-c", self.opts.command])
-        os.write(gate, b"go\n")
-        os.close(gate)
+        cmd = self.opts.command
+        if _simple_command(cmd):
+            cmd = "exec " + cmd  # its pid is the shell's: cpid is the command's, as in bpftrace
+        self.proc, self.gate = spawn_gated(["sh", "-c", cmd])
+        self.rt.cpid = self.proc.pid
+
+    def release_command(self) -> None:
+        """Let ``-c CMD`` run now that everything is armed (it exec()s only past its gate)."""
+        if not self.opts.command:
+            return
+        self.spawn_command()
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            os.write(gate, b"go\n")
+            os.close(gate)
 
     def command_exited(self) -> bool:
         return self.proc is not None and self.proc.poll() is not None
@@ -147,6 +182,9 @@ class Lifecycle:
         if proc is not None and proc.poll() is None:
             proc.terminate()
             proc.wait()
+        gate, self.gate = self.gate, None
+        if gate is not None:  # never released (exit() in BEGIN): closed only once it is dead
+            os.close(gate)
 
     def report_loss(self, lines: Iterable[str]) -> None:
         """One stderr line per loss report (never hides the program's output)."""

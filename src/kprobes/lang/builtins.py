@@ -39,7 +39,7 @@ BUILTINS: dict[str, frozenset[str]] = {
     "func": frozenset(["kprobe", "kretprobe", "uprobe", "uretprobe", "kfunc", "kretfunc"]),
     "retval": frozenset(["kretprobe", "uretprobe", "kretfunc"]),
     "args": frozenset(["tracepoint", "kfunc", "kretfunc"]),
-    "kstack": _IN_KERNEL, "ustack": _IN_KERNEL, "curtask": _ALL, "rand": _ALL, "cgroup": _ALL,
+    "kstack": _IN_KERNEL, "ustack": _IN_KERNEL, "curtask": _ALL, "rand": _ALL, "cgroup": _ALL, "cpid": _ALL,
 }  # fmt: skip
 #: Providers where ``arg0``..``argN`` are available.
 ARG_PROVIDERS: frozenset[str] = frozenset(["kprobe", "uprobe", "usdt"])
@@ -49,7 +49,7 @@ CTX_ARG_PROVIDERS: frozenset[str] = frozenset(["rawtracepoint"])
 RAW_TP_MAX_ARGS = 12
 #: bpftrace builtins this front end parses but refuses.
 UNSUPPORTED_BUILTINS: frozenset[str] = frozenset(
-    ["username", "ctx", "cpid", "numaid", "jiffies", "$#"]
+    ["username", "ctx", "numaid", "jiffies"]
 )  # fmt: skip
 
 #: Aggregation functions: only valid as ``@map[...] = agg(...)``.

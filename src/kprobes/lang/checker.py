@@ -82,6 +82,9 @@ def _keys_str(keys: Sequence[Type]) -> str:
 
 
 class _Checker(CallChecks):
+    #: Whether a ``-c`` command runs (``cpid`` needs one); None: not known, not checked.
+    child: bool | None = None
+
     def __init__(
         self,
         program: ast.Program,
@@ -438,7 +441,11 @@ class _Checker(CallChecks):
             return StackType(user=name == "ustack")
         if name == "curtask":
             return PointerType(RecordType("struct task_struct"))
-        if name in ("pid", "tid", "rand"):
+        if name == "cpid" and self.child is False:
+            self.error("cpid cannot be used without child command", e.span,
+                       ("run a command with -c CMD",))
+            return NONE
+        if name in ("pid", "tid", "rand", "cpid"):
             return UINT32
         if name == "comm":
             return StringType(_COMM_SIZE)
@@ -825,6 +832,7 @@ def check(
     max_args: int = DEFAULT_MAX_ARGS,
     arch_name: str = "x86_64",
     params: Sequence[str] = (),
+    child: bool | None = None,
 ) -> CheckedProgram:
     """Type-check ``program``; raise :class:`LangError` listing every error.
 
@@ -832,7 +840,8 @@ def check(
     omitted); ``max_args``/``arch_name`` bound ``argN`` (``arch_name`` only
     appears in the error message); ``params`` are the positional parameters
     (``$1``.., ``$#``; see :mod:`.params`), substituted before checking: the
-    checked program holds literals in their place.
+    checked program holds literals in their place.  ``child``: whether a ``-c``
+    command will run (False: ``cpid`` is an error, as in bpftrace; None: unchecked).
     """
     from .params import substitute
     from .provider import DictTypeProvider
@@ -848,6 +857,7 @@ def check(
         if {name: (st.keys, st.value) for name, st in maps.items()} == before:
             break
     checker = _Checker(program, prov, max_args, arch_name, maps, report=True)
+    checker.child = child
     checker.run()
     source = Source(program.text, program.filename)
     errors = [d for d in checker.diags if d.severity == ERROR]

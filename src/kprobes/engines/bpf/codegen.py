@@ -635,6 +635,16 @@ class ProbeCodegen(MemoryOps, FunctionOps):
             a.mov32(R0, R0)
         elif n == "cgroup":
             a.call(Helper.get_current_cgroup_id)
+        elif n == "cpid":  # slot 1 of the globals, written before the -c command runs
+            g = self.unit.globals_map()
+            with a.stack.scope():
+                k = self.alloc(4)
+                a.st("w", R10, k, 0)
+                a.ld_map_fd(R1, g)
+                self.fp(R2, k)
+                a.call(Helper.map_lookup_elem)
+                a.jeq(R0, 0, ".exit")
+                a.ldx("dw", R0, R0, 8)
         elif n == "numaid":
             a.call(Helper.get_numa_node_id)
         elif n.startswith("sarg"):

@@ -294,9 +294,14 @@ def run_plan(plan: BpfPlan, opts: RunOptions, out: TextIO, err: TextIO) -> int:
         for p in plan.programs:
             _attach(s, plan, p, fds, opts.pid or 0, err)
 
-        def started(lc: Lifecycle) -> None:
+        def set_globals() -> None:  # elapsed's start and cpid, before BEGIN and -c run
             if unit.globals is not None:
-                fds[unit.globals].update(struct.pack("=I", 0), struct.pack("=QQ", lc.rt.start_ns, 0))
+                fds[unit.globals].update(struct.pack("=I", 0),
+                                         struct.pack("=QQ", lc.rt.start_ns, lc.rt.cpid))
+
+        lc.on_start.append(set_globals)
+
+        def started(lc: Lifecycle) -> None:
             _loop(reader, decoder, lc)
 
         def stop() -> None:
