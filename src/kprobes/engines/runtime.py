@@ -49,13 +49,16 @@ __all__ = ["Output", "ProcInfo", "make_maps", "lhist_params"]
 
 
 class Output:
-    """bpftrace's output on one stream; ``fmt`` is ``text`` or ``json``."""
+    """bpftrace's output on one stream; ``fmt`` is ``text`` or ``json``, or ``folded``
+    (``folded+offsets``): printf as text, stack-keyed maps at exit as folded stacks."""
 
     def __init__(self, stream: TextIO, fmt: str = "text") -> None:
-        if fmt not in ("text", "json"):
+        if fmt not in ("text", "json", "folded", "folded+offsets"):
             raise KprobesError(f"unknown output format {fmt!r}", hint="use -f text or -f json")
         self.stream = stream
         self.json = fmt == "json"
+        self.folded = fmt.startswith("folded")
+        self.offsets = fmt.endswith("+offsets")
 
     def write(self, text: str) -> None:
         self.stream.write(text)
@@ -85,9 +88,16 @@ class Output:
             self.stream.write(f"{value}\n")
 
     def attached(self, count: int) -> None:
+        if self.folded:  # folded output is for flame graph tools: stacks only
+            return
         self.stream.write(attached_probes_json(count) if self.json else attached_probes_text(count))
 
     def exit_maps(self, maps: List[BpfMap]) -> None:
+        if self.folded:
+            from ..export.folded import format_folded
+
+            self.stream.write(format_folded(maps, self.offsets))
+            return
         self.stream.write(format_exit_json(maps) if self.json else format_exit(maps))
 
 
