@@ -776,10 +776,10 @@ class ProbeCodegen(MemoryOps, FunctionOps):
             return
         if e.name == "str":
             raise self.error("str() used as an integer", e)
-        self.call_stmt(e)
         if e.name in INT_FUNCTIONS:
             self.int_function(e)
             return
+        self.call_stmt(e)
         self.a.mov64(R0, 0)
 
     def call_stmt(self, e: ast.Call) -> None:
@@ -851,8 +851,6 @@ class ProbeCodegen(MemoryOps, FunctionOps):
             for part, e in args:
                 self.pack(part, e, pos)
                 pos += part.size
-            ring = unit.ring_map()
-            if ring.type == MapType.RINGBUF:
             self.send_record(off, size)
 
     def send_record(self, off: int, size: int) -> None:
@@ -860,6 +858,8 @@ class ProbeCodegen(MemoryOps, FunctionOps):
         a = self.a
         unit = self.unit
         with a.stack.scope():
+            ring = unit.ring_map()
+            if ring.type == MapType.RINGBUF:
                 a.ld_map_fd(R1, ring)
                 self.fp(R2, off)
                 a.mov64(R3, size).mov64(R4, 0).call(Helper.ringbuf_output)
