@@ -58,6 +58,10 @@ class Machine:
         self.kstack: List[int] = []
         self.ustack: List[int] = []
         self.task, self.cgroup, self.rand = 0xFFFF888000123400, 4242, 0xDEADBEEF
+        self.numa = 1
+        #: what bpf_send_signal and bpf_override_return were called with
+        self.signals: List[int] = []
+        self.overrides: List[int] = []
 
     # -- memory ---------------------------------------------------------------------
     def region(self, addr: int, size: int) -> Tuple[bytearray, int]:
@@ -158,6 +162,15 @@ class Machine:
             return self.cgroup
         if hid == H.get_prandom_u32:
             return self.rand
+        if hid == H.get_numa_node_id:
+            return self.numa
+        if hid == H.send_signal:
+            self.signals.append(r[1])
+            return 0
+        if hid == H.override_return:
+            assert r[1] == CTX, "override_return takes the context"
+            self.overrides.append(r[2])
+            return 0
         if hid in (H.probe_read_kernel, H.probe_read_user, H.probe_read,
                    H.probe_read_kernel_str, H.probe_read_user_str, H.probe_read_str):
             string = hid in (H.probe_read_kernel_str, H.probe_read_user_str, H.probe_read_str)
@@ -246,6 +259,11 @@ class Machine:
                     v = -a
                 elif op == I.MOV:
                     v = x
+                elif op == I.END:  # imm: 16/32/64 bits; to_be swaps on this little-endian machine
+                    nb = imm // 8
+                    low = reg[dst] & ((1 << imm) - 1)
+                    v = int.from_bytes(low.to_bytes(nb, "little"), "big") if code & 0x08 else low
+                    bits, mask = 64, M64
                 else:
                     raise AssertionError(f"ALU op {op:#x} not interpreted")
                 reg[dst] = v & mask

@@ -46,7 +46,7 @@ def test_formats_like_bpftrace(fmt: str, args: list[object], expected: str) -> N
 
 @pytest.mark.parametrize(
     ("fmt", "position"),
-    [("%+d", 0), ("x % d", 2), ("%#x", 0), ("%r", 0), ("%rx", 0), ("abc%", 3), ("%ls", 0), ("%lc", 0), ("%q", 0), ("%5.d", 0)],
+    [("%+d", 0), ("x % d", 2), ("%#x", 0), ("abc%", 3), ("%ls", 0), ("%lc", 0), ("%q", 0), ("%5.d", 0)],
 )
 def test_rejects_what_bpftrace_rejects(fmt: str, position: int) -> None:
     with pytest.raises(PrintfFormatError) as err:

@@ -16,7 +16,8 @@ modifier decides how many bits are printed:
 Accepted conversions follow bpftrace's grammar
 ``%[-][width][.precision][hh|h|l|ll|j|z|t](d|i|u|x|X|o|c|p|s)`` plus
 ``%%``; C flags other than ``-`` and a leading ``0`` (``+``, space, ``#``),
-``%r``/``%rx`` buffers and anything else raise :class:`PrintfFormatError`.
+``%rx`` and anything else raise :class:`PrintfFormatError`; ``%r`` prints a
+``buf()`` value (already hex-escaped).
 ``%i`` is an extension (bpftrace 0.17 does not count it as a conversion).
 ``%%`` always prints ``%`` (bpftrace 0.17 leaves ``%%`` doubled when it comes
 after the last conversion, a bug not reproduced here).
@@ -118,14 +119,14 @@ def parse_printf(fmt: str) -> PrintfFormat:
                 hint="conversions are %[-][width][.precision][hh|h|l|ll]d|i|u|x|X|o|c|p|s; write %% for a percent sign",
             )
         left, width, precision, length, conv = m.groups()
-        if conv not in _INT_CONVERSIONS and conv not in "ps":
+        if conv not in _INT_CONVERSIONS and conv not in "psr":
             raise PrintfFormatError(
                 f"printf: unknown format string token: %{m.group(0)[1:]}",
                 fmt,
                 j,
-                hint="%r (buffers) is not supported; use %s, %d, %u, %x, %o, %c or %p",
+                hint="use %s, %d, %u, %x, %o, %c, %p or %r (a buf() value)",
             )
-        if conv in "sc" and length:
+        if conv in "scr" and length:
             raise PrintfFormatError(f"printf: %{length}{conv} is not a valid conversion", fmt, j)
         specs.append(
             PrintfSpec(
@@ -233,7 +234,7 @@ class CompiledPrintf:
         self._literals = parsed.literals
         converters: list[Callable[[object], str]] = []
         for spec in parsed.specs:
-            if spec.conversion == "s":
+            if spec.conversion in "sr":  # %r: a buf() value, already hex-escaped
                 converters.append(_string_converter(spec))
             elif spec.conversion == "p":
                 converters.append(_pointer_converter(spec))

@@ -425,10 +425,10 @@ class ProbeCompiler:
             return lambda fr: fr.target.func
         if n == "cpid":
             return lambda fr: rt.cpid
-        raise KprobesError(f"the {n} builtin has no value here")
-
         if n == "username":
             return lambda fr: F.format_username(rt.proc.uid(fr.ev.pid))
+        raise KprobesError(f"the {n} builtin has no value here")
+
     def x_Map(self, e: ast.Map) -> Fn:
         m = self.rt.maps[e.name]
         key = self.map_key(e)
@@ -645,10 +645,6 @@ class ProbeCompiler:
         key = self.map_key(arg)
         return lambda fr: m.delete(key(fr))
 
-    def x_Param(self, e: ast.Param) -> Fn:  # pragma: no cover - refused by the checker
-        raise KprobesError("positional parameters are not supported")
-
-
     # -- functions formatted or resolved in user space (see .functions) ------------------
     def call_strftime(self, e: ast.Call) -> Fn:
         fmt = e.args[0]
@@ -745,6 +741,10 @@ class ProbeCompiler:
             out.printf(run_system(compiled([a(fr) for a in args])))
 
         return system
+
+    def x_Param(self, e: ast.Param) -> Fn:  # pragma: no cover - refused by the checker
+        raise KprobesError("positional parameters are not supported")
+
 
 def compile_variants(
     checked: CheckedProgram, variants: List[Variant], rt: Runtime

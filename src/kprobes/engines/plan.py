@@ -239,9 +239,9 @@ def refuse_bpf_only(checked: CheckedProgram) -> None:
         visit(probe.predicate)
         visit(probe.body)
     if found:
+        what, span = found[0]
         why = next((v for k, v in _BPF_ONLY_WHY.items() if k in what.split("(")[0].split()),
                    "to walk stacks, sample CPUs or read the task")
-        what, span = found[0]
         raise plan_error(checked.program, f"{what} --engine bpf (the tracefs engine has no "
                          f"in-kernel code {why})", span)
 

@@ -11,6 +11,7 @@ __all__ = [
     "FUNCTIONS", "AGGREGATIONS", "UNSUPPORTED_FUNCTIONS", "is_builtin_name", "ALL_PROVIDERS",
     "BPF_ONLY_BUILTINS", "BPF_ONLY_FUNCTIONS", "BPF_ONLY_PROVIDERS", "STACK_MODES", "MAX_STACK",
     "BPF_ONLY_PROVIDER_REASONS", "RAW_TP_MAX_ARGS", "CTX_ARG_PROVIDERS",
+    "NOT_IN_BPFTRACE_017", "UNSAFE_FUNCTIONS", "REFUSED_REASONS", "REGISTERS", "SIGNALS",
 ]  # fmt: skip
 
 #: Cast type name -> (bits, signed).
@@ -40,6 +41,7 @@ BUILTINS: dict[str, frozenset[str]] = {
     "retval": frozenset(["kretprobe", "uretprobe", "kretfunc"]),
     "args": frozenset(["tracepoint", "kfunc", "kretfunc"]),
     "kstack": _IN_KERNEL, "ustack": _IN_KERNEL, "curtask": _ALL, "rand": _ALL, "cgroup": _ALL, "cpid": _ALL,
+    "numaid": _ALL, "username": _ALL,
 }  # fmt: skip
 #: Providers where ``arg0``..``argN`` are available.
 ARG_PROVIDERS: frozenset[str] = frozenset(["kprobe", "uprobe", "usdt"])
@@ -49,7 +51,7 @@ CTX_ARG_PROVIDERS: frozenset[str] = frozenset(["rawtracepoint"])
 RAW_TP_MAX_ARGS = 12
 #: bpftrace builtins this front end parses but refuses.
 UNSUPPORTED_BUILTINS: frozenset[str] = frozenset(
-    ["username", "ctx", "numaid", "jiffies"]
+    ["ctx", "jiffies"]
 )  # fmt: skip
 
 #: Aggregation functions: only valid as ``@map[...] = agg(...)``.
@@ -63,20 +65,41 @@ FUNCTIONS: dict[str, tuple[int, int]] = {
     "count": (0, 0), "sum": (1, 1), "avg": (1, 1), "min": (1, 1), "max": (1, 1),
     "stats": (1, 1), "hist": (1, 2), "lhist": (4, 4),
     "kstack": (0, 2), "ustack": (0, 2), "usym": (1, 1),
+    "strftime": (2, 2), "strncmp": (3, 3), "bswap": (1, 1), "strerror": (1, 1),
+    "kaddr": (1, 1), "uaddr": (1, 1), "cgroupid": (1, 1), "ntop": (1, 2), "pton": (1, 1),
+    "macaddr": (1, 1), "buf": (1, 2), "reg": (1, 1), "kptr": (1, 1), "uptr": (1, 1),
+    "join": (1, 2), "cat": (1, 128), "system": (1, 128), "signal": (1, 1), "override": (1, 1),
+    "path": (1, 1),
 }  # fmt: skip
 #: bpftrace functions this front end knows but refuses.
 UNSUPPORTED_FUNCTIONS: frozenset[str] = frozenset(
-    ["buf", "cat", "cgroupid", "cgroup_path", "join", "kaddr", "kptr", "uptr",
-     "ntop", "pton", "override", "reg", "signal", "sizeof", "offsetof", "strftime", "strncmp",
-     "strcontains", "system", "uaddr", "path", "macaddr", "unwatch", "bswap", "skboutput",
-     "debugf", "has_key", "len", "strerror", "percpu_kaddr", "nsecs",
-     "errorf", "warnf"]
+    ["cgroup_path", "sizeof", "offsetof", "strcontains", "unwatch", "skboutput",
+     "debugf", "has_key", "len", "percpu_kaddr", "nsecs", "errorf", "warnf"]
 )  # fmt: skip
+#: Names people paste from newer bpftrace references that 0.17 does not have.
+NOT_IN_BPFTRACE_017: frozenset[str] = frozenset(
+    ["has_key", "len", "offsetof", "percpu_kaddr", "errorf", "warnf", "nsecs", "jiffies"]
+)  # fmt: skip
+#: Why a known function is refused (shown as the error's hint).
+REFUSED_REASONS: dict[str, str] = {
+    "cgroup_path": "cgroup_path() is not supported yet",
+    "strcontains": "strcontains() is not supported yet",
+    "unwatch": "unwatch() needs watchpoint probes, which kprobes does not support",
+    "skboutput": "skboutput() needs an sk_buff context (fentry/tc programs), which kprobes "
+                 "does not attach",
+    "debugf": "debugf() writes to the global trace_pipe, which kprobes never touches; use printf()",
+}  # fmt: skip
+#: Functions that change the traced system: refused without ``--unsafe`` (as bpftrace).
+UNSAFE_FUNCTIONS: frozenset[str] = frozenset(["signal", "system", "override"])
 
 #: What only an engine running code in the kernel (``--engine bpf``) can do:
 #: the tracefs engine refuses these with that reason.
-BPF_ONLY_BUILTINS: frozenset[str] = frozenset(["kstack", "ustack", "curtask", "rand", "cgroup"])
-BPF_ONLY_FUNCTIONS: frozenset[str] = frozenset(["kstack", "ustack", "usym"])
+BPF_ONLY_BUILTINS: frozenset[str] = frozenset(
+    ["kstack", "ustack", "curtask", "rand", "cgroup", "numaid"]
+)  # fmt: skip
+BPF_ONLY_FUNCTIONS: frozenset[str] = frozenset(
+    ["kstack", "ustack", "usym", "signal", "override", "macaddr", "join", "buf", "path"]
+)  # fmt: skip
 BPF_ONLY_PROVIDERS: frozenset[str] = frozenset(
     ["profile", "kfunc", "kretfunc", "rawtracepoint", "software", "hardware"]
 )  # fmt: skip
@@ -92,6 +115,22 @@ BPF_ONLY_PROVIDER_REASONS: dict[str, str] = {
 #: ``kstack(MODE)`` modes and the largest frame limit (``kstack(N)``).
 STACK_MODES: tuple[str, ...] = ("bpftrace", "perf", "raw")
 MAX_STACK = 1024
+
+
+#: ``reg("NAME")``: the ``struct pt_regs`` register names bpftrace accepts, per arch.
+REGISTERS: dict[str, tuple[str, ...]] = {
+    "x86_64": ("r15", "r14", "r13", "r12", "bp", "bx", "r11", "r10", "r9", "r8", "ax", "cx",
+               "dx", "si", "di", "orig_ax", "ip", "cs", "flags", "sp", "ss"),
+    "arm64": tuple(f"x{i}" for i in range(31)) + ("sp", "pc", "pstate"),
+}  # fmt: skip
+#: ``signal("NAME")``: Linux signal numbers (names with or without ``SIG``).
+SIGNALS: dict[str, int] = {
+    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "BUS": 7, "FPE": 8,
+    "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
+    "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22,
+    "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29,
+    "PWR": 30, "SYS": 31,
+}  # fmt: skip
 
 
 def is_builtin_name(name: str) -> bool:

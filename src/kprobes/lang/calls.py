@@ -15,6 +15,10 @@ from .builtins import (
     BUILTINS,
     FUNCTIONS,
     MAX_STACK,
+    NOT_IN_BPFTRACE_017,
+    REFUSED_REASONS,
+    REGISTERS,
+    SIGNALS,
     STACK_MODES,
     UNSUPPORTED_FUNCTIONS,
 )
@@ -23,8 +27,11 @@ from .source import Span
 from .state import MapState, Usage
 from .typesys import (
     NONE,
+    UINT64,
     VOID,
     AggType,
+    ArrayType,
+    FmtType,
     IntType,
     NoneType,
     PointerType,
@@ -38,7 +45,7 @@ from .typesys import (
     kind_name,
 )
 
-__all__ = ["CallChecks", "MAX_STRLEN"]
+__all__ = ["CallChecks", "MAX_STRLEN", "pton_bytes", "signal_number"]
 
 #: bpftrace's default BPFTRACE_MAX_STRLEN.
 MAX_STRLEN = 64
@@ -91,8 +98,13 @@ class CallChecks:
 
     def call(self, call: ast.Call) -> Type:
         name = call.name
+        if name in NOT_IN_BPFTRACE_017:
+            self.error(f"Unknown function: '{name}'", call.span,
+                       (f"{name}() is not in bpftrace 0.17, the language kprobes follows",))
+            return NONE
         if name in UNSUPPORTED_FUNCTIONS:
-            self.error(f"{name}() is not supported yet", call.span)
+            reason = REFUSED_REASONS.get(name)
+            self.error(f"{name}() is not supported yet", call.span, (reason,) if reason else ())
             return NONE
         if name not in FUNCTIONS:
             close = difflib.get_close_matches(name, sorted(FUNCTIONS), n=1)
@@ -384,3 +396,237 @@ class CallChecks:
             self.error(f"{t} cannot be used as a map key", e.span)
             return NONE
         return t
+
+    # -- functions formatted or resolved in user space ------------------------------
+    def only_in(self, call: ast.Call, allowed: Sequence[str], what: str) -> bool:
+        """bpftrace's ``NAME can not be used with "P" probes`` for a probe outside ``allowed``."""
+        bad = [p for p in self.providers if p not in allowed]
+        if bad:
+            self.error(f'{call.name} can not be used with "{bad[0]}" probes', call.span,
+                       (f"{call.name}() works in {what}",))
+            return False
+        return True
+
+    def call_strftime(self, call: ast.Call) -> Type:
+        fmt = self.string_literal_arg(call, 0)
+        if not self.check_int_arg(call, 1, self.expr(call.args[1])) or fmt is None:
+            return NONE
+        return FmtType("strftime", 8, fmt)
+
+    def call_strncmp(self, call: ast.Call) -> Type:
+        ok = True
+        for i in (0, 1):
+            t = self.expr(call.args[i])
+            if not isinstance(t, (NoneType, StringType)):
+                self.error(f"strncmp() expects a string argument {i + 1} ({kind_name(t)} "
+                           "provided)", call.args[i].span)
+                ok = False
+        self.expr(call.args[2])
+        n = _literal_int(call.args[2])
+        if n is None:
+            self.error("Builtin strncmp requires a literal size (an integer constant)",
+                       call.args[2].span)
+            return NONE
+        if n < 0:
+            self.error("Builtin strncmp requires a non-negative size", call.span)
+            return NONE
+        return UINT64 if ok else NONE
+
+    def call_bswap(self, call: ast.Call) -> Type:
+        t = self.expr(call.args[0])
+        if not self.check_int_arg(call, 0, t):
+            return NONE
+        return IntType(t.bits if isinstance(t, IntType) else 64, False)
+
+    def call_strerror(self, call: ast.Call) -> Type:
+        if not self.check_int_arg(call, 0, self.expr(call.args[0])):
+            return NONE
+        return FmtType("strerror")
+
+    def call_kaddr(self, call: ast.Call) -> Type:
+        return UINT64 if self.string_literal_arg(call, 0) is not None else NONE
+
+    def call_uaddr(self, call: ast.Call) -> Type:
+        ok = self.only_in(call, ("uprobe", "uretprobe", "usdt"),
+                          "uprobes (the symbol is looked up in the probed binary)")
+        sym = self.string_literal_arg(call, 0)
+        return UINT64 if ok and sym is not None else NONE
+
+    def call_cgroupid(self, call: ast.Call) -> Type:
+        return UINT64 if self.string_literal_arg(call, 0) is not None else NONE
+
+    def call_kptr(self, call: ast.Call) -> Type:
+        t = self.expr(call.args[0])
+        if not isinstance(t, (NoneType, IntType, PointerType)):
+            self.error(f"{call.name}() expects an integer or pointer argument "
+                       f"({kind_name(t)} provided)", call.span)
+            return NONE
+        return t
+
+    call_uptr = call_kptr
+
+    def call_pton(self, call: ast.Call) -> Type:
+        text = self.string_literal_arg(call, 0)
+        if text is None:
+            return NONE
+        raw = pton_bytes(text)
+        if raw is None:
+            self.error(f"pton() expects an string argument of an IPv4/IPv6 address, got {text}",
+                       call.span)
+            return NONE
+        return ArrayType(IntType(8, False), len(raw))
+
+    def call_ntop(self, call: ast.Call) -> Type:
+        types = [self.expr(a) for a in call.args]
+        addr = types[-1]
+        if len(types) == 2 and not self.check_int_arg(call, 0, types[0]):
+            return NONE
+        if isinstance(addr, NoneType):
+            return NONE
+        size = _byte_size(addr)
+        if size not in (4, 16) and not isinstance(addr, IntType):
+            self.error("ntop() argument must be 4 or 16 bytes in size", call.span)
+            return NONE
+        return FmtType("ntop", 24)
+
+    def call_macaddr(self, call: ast.Call) -> Type:
+        if isinstance(call.args[0], ast.StrLit):
+            self.error("macaddr() does not support literal string arguments", call.span)
+            return NONE
+        t = self.expr(call.args[0])
+        if isinstance(t, NoneType):
+            return NONE
+        if not isinstance(t, PointerType) and _byte_size(t) != 6:
+            self.error("macaddr() argument must be 6 bytes in size", call.span)
+            return NONE
+        return FmtType("macaddr", 8)
+
+    def call_buf(self, call: ast.Call) -> Type:
+        t = self.expr(call.args[0])
+        if isinstance(t, NoneType):
+            return NONE
+        if len(call.args) == 1:
+            size = _byte_size(t) if isinstance(t, (ArrayType, StringType)) else None
+            if size is None:
+                self.error(f"buf() expects a length argument for non-array type {kind_name(t)}",
+                           call.span)
+                return NONE
+        else:
+            self.expr(call.args[1])
+            lit = _literal_int(call.args[1])
+            if lit is None:  # computed at run time: at most BPFTRACE_MAX_STRLEN bytes
+                lit = MAX_STRLEN
+            if lit < 0:
+                self.error(f"buf cannot use negative length ({lit})", call.span)
+                return NONE
+            size = lit
+            if not isinstance(t, (IntType, PointerType, ArrayType, StringType)):
+                self.error(f"buf() expects an integer, pointer or array argument "
+                           f"({kind_name(t)} provided)", call.span)
+                return NONE
+        if size > MAX_STRLEN:
+            self.warning(f"length param ({size}) is too long and will be shortened to "
+                         f"{MAX_STRLEN} bytes (see BPFTRACE_MAX_STRLEN)", call.span)
+            size = MAX_STRLEN
+        return FmtType("buf", 8 + size)
+
+    def call_reg(self, call: ast.Call) -> Type:
+        ok = self.only_in(call, ("kprobe", "kretprobe", "uprobe", "uretprobe", "usdt", "profile"),
+                          "kprobes, uprobes and profile probes (they have registers)")
+        name = self.string_literal_arg(call, 0)
+        if name is None:
+            return NONE
+        arch = getattr(self, "arch_name", "x86_64")
+        names = REGISTERS.get(arch, ())
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            self.error(f"'{name}' is not a valid register on this architecture ({arch})",
+                       call.span, (f"Did you mean '{close[0]}'?",) if close else ())
+            return NONE
+        return UINT64 if ok else NONE
+
+    def call_join(self, call: ast.Call) -> Type:
+        t = self.expr(call.args[0])
+        if not isinstance(t, (NoneType, IntType, PointerType)):
+            self.error(f"join() only supports int or pointer arguments ({kind_name(t)} provided)",
+                       call.span)
+        if len(call.args) == 2:
+            self.string_literal_arg(call, 1)
+        return VOID
+
+    def printf_like(self, call: ast.Call) -> Type:
+        fmt = self.string_literal_arg(call, 0)
+        arg_types = [self.expr(a) for a in call.args[1:]]
+        if fmt is not None:
+            msg = check_format_args(fmt, arg_types, call.name)
+            if msg:
+                self.error(msg, call.span)
+        return VOID
+
+    call_cat = printf_like
+
+    call_system = printf_like
+
+    def call_signal(self, call: ast.Call) -> Type:
+        self.only_in(call, ("kprobe", "kretprobe", "uprobe", "uretprobe", "usdt", "tracepoint",
+                            "profile"), "probes that run in the kernel for a task")
+        arg = call.args[0]
+        if isinstance(arg, ast.StrLit):
+            self.types[id(arg)] = StringType(len(arg.data) + 1)
+            if signal_number(arg.value) is None:
+                self.error(f"Invalid signal: {arg.value}", call.span,
+                           ("signals are named like SIGKILL or KILL, or numbered 1..64",))
+            return VOID
+        t = self.expr(arg)
+        if not self.check_int_arg(call, 0, t):
+            return VOID
+        value = _literal_int(arg)
+        if value is not None and not 1 <= value <= 64:
+            self.error(f"sig must be between 1 and 64, not {value}", call.span)
+        return VOID
+
+    def call_override(self, call: ast.Call) -> Type:
+        self.only_in(call, ("kprobe",), "kprobes on functions marked ALLOW_ERROR_INJECTION")
+        self.check_int_arg(call, 0, self.expr(call.args[0]))
+        return VOID
+
+    def call_path(self, call: ast.Call) -> Type:
+        self.expr(call.args[0])
+        if all(p in ("kfunc", "kretfunc") for p in self.providers):
+            self.error("path() is not supported yet", call.span)
+        else:
+            self.error("The path function can only be used with 'kfunc', 'kretfunc', 'iter' "
+                       "probes", call.span,
+                       ("path() calls bpf_d_path, which the kernel allows only in fentry/fexit "
+                        "programs; print a member name instead (e.g. str($f->f_path.dentry->"
+                        "d_name.name))",))
+        return NONE
+
+
+def _byte_size(t: Type) -> int | None:
+    if isinstance(t, IntType):
+        return t.bits // 8
+    if isinstance(t, ArrayType) and isinstance(t.elem, IntType):
+        return t.count * t.elem.bits // 8
+    if isinstance(t, StringType):
+        return t.size
+    return None
+
+
+def pton_bytes(text: str) -> bytes | None:
+    """``pton("1.2.3.4")``: the 4 or 16 network-order bytes, None when not an address."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(text).packed
+    except ValueError:
+        return None
+
+
+def signal_number(name: str) -> int | None:
+    """``SIGKILL``/``KILL``/``9`` -> 9; None when not a signal."""
+    n = name.upper()
+    if n.isdigit():
+        v = int(n)
+        return v if 1 <= v <= 64 else None
+    return SIGNALS.get(n[3:] if n.startswith("SIG") else n)

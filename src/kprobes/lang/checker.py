@@ -406,11 +406,11 @@ class _Checker(CallChecks):
         if name in UNSUPPORTED_BUILTINS:
             self.error(f"the {name} builtin is not supported yet", e.span)
             return NONE
+        if name.startswith("sarg"):
+            return self.sarg_builtin(e)
         index = e.arg_index
         if index is not None:
             return self.arg_builtin(e, index)
-        if name.startswith("sarg"):
-            return self.sarg_builtin(e)
         self.use.builtins.add(name)
         allowed = BUILTINS[name]
         bad = [p for p in self.providers if p not in allowed]
@@ -455,6 +455,8 @@ class _Checker(CallChecks):
             return self.probe_name_type()
         if name == "retval" and self.providers == ("kretfunc",):
             return self.kretfunc_retval(e)
+        if name == "username":
+            return FmtType("username")
         return UINT64
 
     def probe_name_type(self) -> Type:
@@ -462,15 +464,6 @@ class _Checker(CallChecks):
             return StringType(_UNKNOWN_PROBE_SIZE)
         return StringType(max(len(ap.name) for ap in self.probe.attach_points) + 1)
 
-        if name == "username":
-            return FmtType("username")
-    def arg_builtin(self, e: ast.Builtin, index: int) -> Type:
-        from .builtins import CTX_ARG_PROVIDERS, RAW_TP_MAX_ARGS
-
-        raw = bool(self.providers) and all(p in CTX_ARG_PROVIDERS for p in self.providers)
-        bad = [p for p in self.providers if p not in ARG_PROVIDERS]
-        if bad and not raw:
-            self.error(
     def sarg_builtin(self, e: ast.Builtin) -> Type:
         """``sargN``: the Nth 8-byte slot above the return address on the stack."""
         bad = [p for p in self.providers if p not in ARG_PROVIDERS]
@@ -483,6 +476,13 @@ class _Checker(CallChecks):
         self.use.builtins.add(e.name)
         return UINT64
 
+    def arg_builtin(self, e: ast.Builtin, index: int) -> Type:
+        from .builtins import CTX_ARG_PROVIDERS, RAW_TP_MAX_ARGS
+
+        raw = bool(self.providers) and all(p in CTX_ARG_PROVIDERS for p in self.providers)
+        bad = [p for p in self.providers if p not in ARG_PROVIDERS]
+        if bad and not raw:
+            self.error(
                 f"The {e.name} builtin can only be used with 'kprobes' and 'uprobes' probes",
                 e.span,
             )

@@ -16,6 +16,7 @@ from .._record import dataclass
 from .typesys import (
     AggType,
     ArrayType,
+    FmtType,
     IntType,
     NoneType,
     PointerType,
@@ -45,6 +46,8 @@ class FormatSpec:
     @property
     def expects(self) -> str:
         """``integer`` or ``string``: the kind of argument the conversion takes."""
+        if self.conv == "r":
+            return "buffer"
         return "string" if self.conv == "s" else "integer"
 
 
@@ -71,6 +74,8 @@ def parse_format(fmt: str) -> list[FormatSpec]:
 
 
 def _arg_kind(t: Type) -> str:
+    if isinstance(t, FmtType):
+        return "buffer" if t.kind == "buf" else "string"
     if isinstance(t, (StringType, SymType, StackType)):
         return "string"
     if isinstance(t, ArrayType) and isinstance(t.elem, IntType) and t.elem.bits == 8:

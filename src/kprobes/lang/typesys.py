@@ -14,7 +14,7 @@ from .._record import dataclass
 
 __all__ = [
     "IntType", "StringType", "PointerType", "RecordType", "ArrayType", "VoidType",
-    "AggType", "SymType", "StackType", "NoneType", "Type", "INT64", "UINT64", "UINT32", "UINT8",
+    "AggType", "SymType", "StackType", "FmtType", "NoneType", "Type", "INT64", "UINT64", "UINT32", "UINT8",
     "VOID", "NONE", "kind_name", "is_int_like", "same_kind", "READABLE_AGGS",
 ]  # fmt: skip
 
@@ -115,6 +115,29 @@ class StackType:
 
 
 @dataclass(frozen=True)
+class FmtType:
+    """A value formatted in user space when printed (bpftrace's ``timestamp``,
+    ``strerror_t``, ``inet``, ``mac_address``, ``buffer``, ``username``...).
+
+    ``kind`` names the formatter (``strftime``, ``strerror``, ``ntop``,
+    ``macaddr``, ``buf``, ``username``), ``size`` the bytes of raw data the
+    kernel side carries, ``fmt`` the strftime format.  Prints with ``%s``
+    (``buf``: ``%r``); Python values of this type are the formatted strings.
+    """
+
+    kind: str
+    size: int = 8
+    fmt: str = ""
+
+    def __str__(self) -> str:
+        return _FMT_NAMES.get(self.kind, self.kind)
+
+
+_FMT_NAMES = {"strftime": "timestamp", "strerror": "strerror_t", "ntop": "inet",
+              "macaddr": "mac_address", "buf": "buffer", "username": "username"}
+
+
+@dataclass(frozen=True)
 class NoneType:
     """The type of an expression that already produced an error (suppresses cascades)."""
 
@@ -124,7 +147,7 @@ class NoneType:
 
 Type = Union[
     IntType, StringType, RecordType, PointerType, ArrayType, VoidType, AggType, SymType, StackType,
-    NoneType,
+    FmtType, NoneType,
 ]
 
 INT64 = IntType(64, True)
@@ -174,5 +197,7 @@ def same_kind(a: Type, b: Type) -> bool:
     if isinstance(a, StringType) and isinstance(b, StringType):
         return True
     if isinstance(a, AggType) and isinstance(b, AggType):
+        return a.kind == b.kind
+    if isinstance(a, FmtType) and isinstance(b, FmtType):
         return a.kind == b.kind
     return a == b
