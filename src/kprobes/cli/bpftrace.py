@@ -201,6 +201,12 @@ def list_probes(glob: Optional[str], verbose: bool, streams: Streams) -> int:
     out = streams.out
     kernel = running_kernel()
     root = kernel.tracefs_root
+    if provider in ("usdt", "U"):
+        from ..backends.symbols.usdt import usdt_listing
+
+        path, _, pattern = rest.partition(":")
+        out.write("".join(line + "\n" for line in usdt_listing(path, pattern or "*")))
+        return 0
     if provider.startswith("u"):
         return _list_uprobes(provider, rest, out)
     if fnmatch.fnmatchcase("kprobe", provider) or fnmatch.fnmatchcase("kretprobe", provider):

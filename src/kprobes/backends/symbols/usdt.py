@@ -147,19 +147,18 @@ def find_usdt(target: str, provider: str, name: str) -> List[UsdtProbe]:
 
 
 def usdt_listing(target: str, pattern: str = "*") -> List[str]:
-    """``-l 'usdt:BINARY[:PATTERN]'``: ``usdt:BINARY:PROVIDER:NAME`` lines, each once.
+    """``-l 'usdt:BINARY[:PATTERN]'``: ``usdt:BINARY:PROVIDER:NAME`` lines, sorted, each once.
 
     ``PATTERN`` matches ``PROVIDER:NAME`` (or ``NAME`` alone when it has no colon).
     """
     if not target:
         raise KprobesError("USDT listing needs a binary", hint="kprobes -l 'usdt:/usr/bin/python3:*'")
     path = resolve_binary(target)
-    seen: List[str] = []
+    seen = set()
     for p in usdt_probes(path):
         full = f"{p.provider}:{p.name}"
         ok = fnmatch.fnmatchcase(full, pattern) if ":" in pattern else (
             fnmatch.fnmatchcase(p.name, pattern) or fnmatch.fnmatchcase(full, pattern))
-        line = f"usdt:{target}:{full}"
-        if ok and line not in seen:
-            seen.append(line)
-    return seen
+        if ok:
+            seen.add(f"usdt:{target}:{full}")
+    return sorted(seen)

@@ -1,0 +1,161 @@
+"""USDT probes on the host (a USDT probe is a uprobe), on both engines.
+
+The program of :mod:`tests.usdt_prog` is built here with gcc.  Every argument
+of every probe is checked against the value the program computed: sizes 1, 2,
+4 and 8 bytes, signed and unsigned, in a register, in memory off ``%rbp``, a
+constant, a ``%rip``-relative global and (BPF only: tracefs fetchargs cannot
+add two registers) ``base + index * 8``; ``str()`` of a stack string.  The
+semaphore-gated probe fires only while it is traced: the program reports its
+semaphore 0 when run alone, and when another of its probes is traced.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from typing import List
+
+import pytest
+
+from tests.conftest import require, tracefs_root
+from tests.helpers import PY, ROOT, run_cli_subprocess, session_leftovers, wait_for
+from tests.usdt_prog import build, expected_rounds, missing
+
+pytestmark = pytest.mark.host
+
+N = 3
+ENGINES = ("tracefs", "bpf")
+
+
+@pytest.fixture(scope="module")
+def prog(tmp_path_factory: pytest.TempPathFactory) -> str:
+    why = missing()
+    if why:
+        require(why)
+    root = tracefs_root()
+    if root is None or not os.path.exists(os.path.join(root, "uprobe_events")):
+        require("this kernel has no uprobe_events")
+    return build(str(tmp_path_factory.mktemp("usdt")))
+
+
+def program(path: str, engine: str) -> str:
+    index = ", arg3" if engine == "bpf" else ""
+    return (
+        f'usdt:{path}:kpt:sizes {{ printf("sizes %d %d %d %lu\\n", arg0, arg1, arg2, arg3); }}\n'
+        f'U:{path}:kpt:places {{ printf("places %s %d %d %d{" %d" if index else ""}\\n", '
+        f"str(arg0), arg1, arg2, arg4{index}); }}\n"
+        f'usdt:{path}:frame {{ printf("frame %ld %d %d %s\\n", arg0, arg1, arg2, probe); }}\n'
+        f'usdt:{path}:kpt:gated {{ @gated = count(); printf("gated %d\\n", arg0); }}\n'
+    )
+
+
+def expected_lines(path: str, engine: str) -> List[str]:
+    out = []
+    for r in expected_rounds(N):
+        u8, s16, s32, u64 = r["sizes"]
+        out.append(f"sizes {u8} {s16} {s32} {u64}")
+        msg, const, counter, table, vol = r["places"]
+        extra = f" {table}" if engine == "bpf" else ""
+        out.append(f"places {msg} {const} {counter} {vol}{extra}")
+        a, b, c = r["frame"]
+        out.append(f"frame {a} {b} {c} usdt:{path}:kpt:frame")
+        out.append(f"gated {r['gated'][0]}")
+    return out
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_arguments_and_semaphore(prog: str, engine: str) -> None:
+    r = run_cli_subprocess(["--engine", engine, "-e", program(prog, engine), "-c", f"{prog} {N}"])
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.split(" ", 1)[0] in
+             ("sizes", "places", "frame", "gated")]
+    assert lines == expected_lines(prog, engine)
+    assert f"semaphore=1 gated={N}" in r.stdout  # the kernel counted the semaphore up
+    assert f"@gated: {N}" in r.stdout
+    assert not session_leftovers()
+
+
+def test_semaphore_zero_when_not_traced(prog: str) -> None:
+    alone = subprocess.run([prog, str(N)], capture_output=True, text=True, check=True)
+    assert alone.stdout.strip() == "semaphore=0 gated=0"
+    # another probe of the program traced: the gated one stays off
+    r = run_cli_subprocess(["-e", f"usdt:{prog}:kpt:sizes {{ @n = count(); }}", "-c", f"{prog} {N}"])
+    assert r.returncode == 0, r.stderr
+    assert "semaphore=0 gated=0" in r.stdout and f"@n: {N}" in r.stdout
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_attach_to_running_process(prog: str, engine: str) -> None:
+    """``-p PID``: the semaphore of an already running process is counted up too."""
+    child = subprocess.Popen([prog, str(N), "wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    tracer = None
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        tracer = subprocess.Popen(
+            [PY, "-m", "kprobes.cli", "--engine", engine, "-p", str(child.pid), "-e",
+             f'usdt:{prog}:kpt:gated {{ printf("gated %d\\n", arg0); }}'],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        assert tracer.stdout is not None
+        first = tracer.stdout.readline()
+        assert first.startswith("Attaching 1 probe"), first + (tracer.stderr.read() if tracer.stderr else "")
+        # "Attaching" comes before the arming ends (as in bpftrace): wait for the counter
+        assert wait_for(lambda: semaphore(child.pid, prog) == 1, 30), semaphore(child.pid, prog)
+        out, _ = child.communicate("go\n", timeout=30)
+        assert out.strip() == f"semaphore=1 gated={N}"
+        time.sleep(0.5)  # -p only filters: the tracer runs until told to stop
+        tracer.send_signal(signal.SIGINT)
+        rest, err = tracer.communicate(timeout=60)
+        assert tracer.returncode == 0, err
+        assert re.findall(r"^gated (\d+)$", rest, re.M) == [str(i) for i in range(N)]
+    finally:
+        for p in (child, tracer):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    time.sleep(0.1)
+    again = subprocess.run([prog, "1"], capture_output=True, text=True, check=True)
+    assert again.stdout.strip() == "semaphore=0 gated=0"
+
+
+def semaphore(pid: int, path: str) -> int:
+    """The gated probe's semaphore in process ``pid``, read through /proc/PID/mem."""
+    from kprobes.backends.symbols.usdt import find_usdt
+
+    site = find_usdt(path, "kpt", "gated")[0]
+    real = os.path.realpath(path)
+    with open(f"/proc/{pid}/maps") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 6 and fields[5] == real and int(fields[2], 16) == 0:
+                base = int(fields[0].split("-")[0], 16)
+                break
+        else:
+            return -1
+    with open(f"/proc/{pid}/mem", "rb") as mem:
+        mem.seek(base + site.semaphore)  # a PIE links at 0: runtime = base + vaddr
+        return int.from_bytes(mem.read(2), "little")
+
+
+def test_listing_and_errors(prog: str) -> None:
+    r = run_cli_subprocess(["-l", f"usdt:{prog}:*"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"usdt:{prog}:kpt:{n}" for n in ("frame", "gated", "places", "sizes")]
+    r = run_cli_subprocess(["-l", f"usdt:{prog}:kpt:s*"])
+    assert r.stdout.splitlines() == [f"usdt:{prog}:kpt:sizes"]
+    # a name that is not there: the error lists what is
+    r = run_cli_subprocess(["-e", f"usdt:{prog}:kpt:nope {{ }}"])
+    assert r.returncode != 0 and "no USDT probe kpt:nope" in r.stderr and "kpt:sizes" in r.stderr
+    # base + index * scale cannot be a tracefs fetcharg: refused before arming, with the fix
+    r = run_cli_subprocess(["--engine", "tracefs", "--dry-run", "-e",
+                            f'usdt:{prog}:kpt:places {{ printf("%d\\n", arg3); }}'])
+    assert r.returncode != 0 and "base + index * scale" in r.stderr and "--engine bpf" in r.stderr
+    # an argument the site does not have
+    for engine in ENGINES:
+        r = run_cli_subprocess(["--engine", engine, "--dry-run", "-e",
+                                f'usdt:{prog}:kpt:gated {{ printf("%d\\n", arg1); }}'])
+        assert r.returncode != 0 and "arg1" in r.stderr and "1 argument" in r.stderr, r.stderr
+
