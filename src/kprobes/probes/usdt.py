@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass, replace
 from typing import List, Optional, Tuple
 
+from .._record import dataclass, replace
 from ..errors import KprobesError
 
 __all__ = ["UsdtArg", "UsdtNote", "UsdtError", "parse_notes", "parse_args", "parse_arg",

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from ..._record import dataclass
 from ...errors import ELFError, KprobesError
 from ...probes.usdt import UsdtArg, UsdtError, parse_args, parse_notes
 
