@@ -223,7 +223,7 @@ def test_provider_typo_gets_a_hint() -> None:
     [
         ("config = { max_map_keys = 1 } BEGIN { }", "config blocks are not supported yet"),
         ("BEGIN { @x = (1, 2); }", "tuples are not supported yet"),
-        ("BEGIN { @x = sizeof(struct task_struct); }", "sizeof() is not supported yet"),
+        ("BEGIN { @x = offsetof(struct task_struct, pid); }", "offsetof() is not supported yet"),
         ("BEGIN { break; }", "break used outside of a loop"),
         ("BEGIN { $x = 1 @y = 2 }", "syntax error, unexpected map, expecting ; or }"),
         ("BEGIN { 1 = 2; }", "syntax error, unexpected ="),

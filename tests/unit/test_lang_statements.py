@@ -19,7 +19,7 @@ from kprobes.engines.plan import Variant
 from kprobes.engines.runtime import Output, make_maps
 from kprobes.engines.targets import Target
 from kprobes.events.model import TraceEvent
-from kprobes.lang import LangError, check, parse_program
+from kprobes.lang import DictTypeProvider, LangError, ast, check, parse_program
 from kprobes.lang.checked import CheckedProgram
 from kprobes.lang.params import numeric_value
 from tests.bpf_interp import FakeMap, Machine, pt_regs
@@ -192,3 +192,36 @@ def error_of_child(text: str) -> str:
     with pytest.raises(LangError) as info:
         checked(text, child=False)
     return str(info.value)
+
+
+# -- sizeof -----------------------------------------------------------------------------------
+class _Sized(DictTypeProvider):
+    def struct_size(self, name: str) -> Optional[int]:
+        return {"struct task_struct": 3264}.get(name)
+
+
+def test_sizeof_types_and_expressions_as_bpftrace() -> None:
+    # bpftrace 0.17 on the host: 3264 8 ... @d: 18446744073709551615, @f: 4, @h: 18
+    text = ("kprobe:f { @a = sizeof(struct task_struct); @b = sizeof(pid); @c = sizeof(cpid);"
+            ' @d = sizeof(pid) - 9; @e = sizeof(int64); @f = sizeof("abc"); @g = sizeof(*curtask);'
+            " @h = sizeof(uint16) + sizeof(comm); @i = sizeof((uint8)1); @j = sizeof(arg0 + 1);"
+            " @k = sizeof(probe); @l = sizeof(struct task_struct *); @m = sizeof(curtask); }")
+    c = check(parse_program(text), _Sized({"struct task_struct": {}}), child=True)
+    values = {}
+    for st in c.program.probes[0].body.stmts:
+        assert isinstance(st, ast.AssignMap)
+        values[st.target.name] = st.value
+    want = {"a": 3264, "b": 8, "c": 4, "e": 8, "f": 4, "g": 3264, "i": 1, "j": 8, "k": 8,
+            "l": 8, "m": 8}
+    for name, size in want.items():
+        v = values[name]
+        assert isinstance(v, ast.Cast) and isinstance(v.expr, ast.IntLit), name
+        assert v.expr.value == size, name
+    assert all(str(m.value_type) == "uint64" for m in c.maps.values())
+    maps = both("@d = sizeof(pid) - 9; @h = sizeof(uint16) + sizeof(comm); @s = sizeof(comm) > 1;")
+    assert maps == {"d": {(): (1 << 64) - 1}, "h": {(): 18}, "s": {(): 1}}
+
+
+def test_sizeof_of_an_unknown_struct_is_bpftraces_error() -> None:
+    assert ("stdin:1:14-33: ERROR: Unknown identifier: 'struct nope'"
+            in error_of("BEGIN { @a = sizeof(struct nope); exit(); }"))

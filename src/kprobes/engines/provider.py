@@ -178,6 +178,13 @@ class KernelTypeProvider:
                 return t
         return None
 
+    def struct_size(self, name: str) -> int | None:
+        """``sizeof(struct NAME)`` from BTF, or None."""
+        from ..btf import types as T
+
+        comp = self._record(name)
+        return comp.size if isinstance(comp, T.Composite) else None
+
     def struct_members(self, name: str) -> Mapping[str, MemberInfo] | None:
         if name in self._structs:
             return self._structs[name]

@@ -3,7 +3,7 @@
 Expressions::
 
     IntLit StrLit Builtin Ident Var Param Map FieldAccess Index Call
-    Binary Unary IncDec Ternary Cast
+    Binary Unary IncDec Ternary Cast Sizeof
 
 Statements::
 
@@ -35,7 +35,7 @@ _T = TypeVar("_T")
 
 __all__ = [
     "IntLit", "StrLit", "Builtin", "Ident", "Var", "Param", "Map", "FieldAccess", "Index",
-    "Call", "Binary", "Unary", "IncDec", "Ternary", "Cast", "TypeName", "Expr",
+    "Call", "Binary", "Unary", "IncDec", "Ternary", "Cast", "TypeName", "Expr", "Sizeof",
     "ExprStmt", "AssignVar", "AssignMap", "If", "Return", "Block", "Stmt", "While", "Unroll", "Jump",
     "AttachPoint", "Probe", "Program",
     "BINARY_OPS", "COMPOUND_OPS",
@@ -335,9 +335,19 @@ class Cast:
     span: Span
 
 
+@dataclass(frozen=True)
+class Sizeof:
+    """``sizeof(TYPE)`` (``type``) or ``sizeof(expr)`` (``expr``): the checker replaces it
+    by its value, an unsigned 64-bit literal; engines never see it."""
+
+    type: TypeName | None
+    expr: Expr | None
+    span: Span
+
+
 Expr = Union[
     IntLit, StrLit, Builtin, Ident, Var, Param, Map, FieldAccess, Index, Call,
-    Binary, Unary, IncDec, Ternary, Cast,
+    Binary, Unary, IncDec, Ternary, Cast, Sizeof,
 ]  # fmt: skip
 
 

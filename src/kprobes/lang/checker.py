@@ -106,6 +106,8 @@ class _Checker(CallChecks):
         self.use = Usage()
         self.probe: ast.Probe | None = None
         self.summaries: list[ProbeSummary] = []
+        #: ``sizeof`` node id -> its value (see :func:`_resolve_sizeof`).
+        self.sizes: dict[int, int] = {}
         self.handlers: dict[type, Callable[[ast.Expr], Type]] = {
             ast.IntLit: self.int_lit,  # type: ignore[dict-item]
             ast.StrLit: self.str_lit,  # type: ignore[dict-item]
@@ -122,6 +124,7 @@ class _Checker(CallChecks):
             ast.IncDec: self.incdec,  # type: ignore[dict-item]
             ast.Ternary: self.ternary,  # type: ignore[dict-item]
             ast.Cast: self.cast,  # type: ignore[dict-item]
+            ast.Sizeof: self.sizeof,  # type: ignore[dict-item]
         }
 
     # -- diagnostics ---------------------------------------------------------
@@ -800,6 +803,52 @@ class _Checker(CallChecks):
             return StringType(max(lt.size, rt.size))
         return lt
 
+    def sizeof(self, e: ast.Sizeof) -> Type:
+        """``sizeof(TYPE|expr)``: an unsigned 64-bit integer (recorded in :attr:`sizes`)."""
+        size: int | None
+        if e.type is not None:
+            tn = e.type
+            if tn.pointer:
+                size = 8
+            elif tn.kind == "int":
+                size = tn.bits // 8
+            else:
+                size = self.record_size(f"{tn.kind} {tn.name}", e.span)
+        else:
+            assert e.expr is not None
+            t = self.expr(e.expr)
+            name = e.expr.name if isinstance(e.expr, ast.Builtin) else ""
+            # bpftrace 0.17's builtin types: ids and counters are 64-bit, cpid 32-bit
+            size = _BUILTIN_SIZES.get(name) if not isinstance(t, NoneType) else None
+            if size is None:
+                size = self.type_size(t, e.span)
+        if size is not None:
+            self.sizes[id(e)] = size
+        return UINT64
+
+    def record_size(self, name: str, span: Span) -> int | None:
+        size_of = getattr(self.provider, "struct_size", None)
+        size = size_of(name) if size_of is not None else None
+        if size is None:
+            self.error(f"Unknown identifier: '{name}'", span)
+        return int(size) if size is not None else None
+
+    def type_size(self, t: Type, span: Span) -> int | None:
+        if isinstance(t, IntType):
+            return t.bits // 8
+        if isinstance(t, (PointerType, SymType, StackType)):
+            return 8
+        if isinstance(t, StringType):
+            return t.size
+        if isinstance(t, ArrayType):
+            elem = self.type_size(t.elem, span)
+            return None if elem is None else elem * t.count
+        if isinstance(t, RecordType):
+            return self.record_size(t.name, span)
+        if not isinstance(t, NoneType):
+            self.error(f"sizeof() cannot be used on expressions of type '{t}'", span)
+        return None
+
     def cast(self, e: ast.Cast) -> Type:
         src = self.expr(e.expr)
         tn = e.type
@@ -848,6 +897,8 @@ def check(
 
     program = substitute(program, params)
     prov: TypeProvider = provider if provider is not None else DictTypeProvider()
+    if "sizeof" in program.text:
+        program = _resolve_sizeof(program, prov, max_args, arch_name)
     maps: dict[str, MapState] = {}
     # Inference walks until every map's type is settled (``@a = @b; @b = @a + 1``
     # needs two), then the walk that reports.
@@ -870,3 +921,33 @@ def check(
         if state.value is not None
     }
     return CheckedProgram(program, tuple(checker.summaries), infos, warnings, checker.types)
+
+
+#: ``sizeof(builtin)`` as bpftrace 0.17 gives it where its type differs from this checker's.
+_BUILTIN_SIZES = {"pid": 8, "tid": 8, "uid": 8, "gid": 8, "cpu": 8, "rand": 8, "cgroup": 8,
+                  "nsecs": 8, "elapsed": 8, "numaid": 8, "probe": 8, "func": 8, "cpid": 4}
+_UINT64_NAME = ast.TypeName("int", "uint64", 0, Span(0, 0, 0, 0, 0, 0), bits=64, signed=False)
+
+
+def _resolve_sizeof(program: ast.Program, prov: TypeProvider, max_args: int,
+                    arch_name: str) -> ast.Program:
+    """``program`` with every ``sizeof(...)`` replaced by ``(uint64)N``: a first check
+    computes the sizes (reporting every error of the program, as the real check would)."""
+    from .params import rewrite
+
+    maps: dict[str, MapState] = {}
+    for _ in range(4):
+        _Checker(program, prov, max_args, arch_name, maps, report=False).run()
+    checker = _Checker(program, prov, max_args, arch_name, maps, report=True)
+    checker.run()
+    if any(d.severity == ERROR for d in checker.diags):
+        raise LangError(checker.diags, Source(program.text, program.filename))
+    sizes = checker.sizes
+
+    def value(node: object) -> ast.Expr | None:
+        if isinstance(node, ast.Sizeof) and id(node) in sizes:
+            return ast.Cast(_UINT64_NAME, ast.IntLit(sizes[id(node)], node.span), node.span)
+        return None
+
+    result: ast.Program = rewrite(program, value)
+    return result

@@ -23,7 +23,7 @@ from . import ast
 from .diagnostics import ERROR, Diagnostic, LangError
 from .source import Source
 
-__all__ = ["substitute", "numeric_value"]
+__all__ = ["substitute", "numeric_value", "rewrite"]
 
 _NUMBER = re.compile(r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 _INT64_MAX = (1 << 63) - 1
@@ -48,7 +48,7 @@ def numeric_value(text: str) -> Optional[int]:
     return value
 
 
-def _rewrite(node: Any, fn: Callable[[Any], Any]) -> Any:
+def rewrite(node: Any, fn: Callable[[Any], Any]) -> Any:
     """``node`` with every sub-node for which ``fn`` returns a replacement replaced."""
     new = fn(node)
     if new is not None:
@@ -61,10 +61,10 @@ def _rewrite(node: Any, fn: Callable[[Any], Any]) -> Any:
     for name in fields:
         old = getattr(node, name)
         if isinstance(old, tuple):
-            value: Any = tuple(_rewrite(x, fn) for x in old)
+            value: Any = tuple(rewrite(x, fn) for x in old)
             same = all(a is b for a, b in zip(value, old))
         elif type(old).__module__ == ast.__name__:
-            value = _rewrite(old, fn)
+            value = rewrite(old, fn)
             same = value is old
         else:
             value, same = old, True
@@ -117,7 +117,7 @@ class _Substituter:
             return self.as_int(node)
         if isinstance(node, ast.Call) and node.name == "str" and node.args \
                 and isinstance(node.args[0], ast.Param):
-            rest = tuple(_rewrite(a, self) for a in node.args[1:])
+            rest = tuple(rewrite(a, self) for a in node.args[1:])
             return ast.Call(node.name, (self.as_string(node.args[0], node),) + rest, node.span,
                             node.name_span)
         return None
@@ -132,7 +132,7 @@ def substitute(program: ast.Program, params: Sequence[str] = ()) -> ast.Program:
     if "$" not in program.text:
         return program
     sub = _Substituter(params)
-    result: ast.Program = _rewrite(program, sub)
+    result: ast.Program = rewrite(program, sub)
     if sub.diags:
         raise LangError(sub.diags, Source(program.text, program.filename))
     return result

@@ -5,7 +5,7 @@ with casts ``(uint32)x`` / ``(struct sock *)arg0``, postfix ``[]``, ``.``,
 ``->``, ``++``/``--`` and the ternary operator; ``while``/``unroll`` loops
 with ``break``/``continue``.  The first syntax error stops parsing (as bison
 does); constructs bpftrace has but this front end does not support
-(``config = {...}``, tuples, ``sizeof``) are refused with a clean error.
+(``config = {...}``, tuples, ``offsetof``) are refused with a clean error.
 """
 
 from __future__ import annotations
@@ -431,9 +431,22 @@ class _Parser:
             if is_builtin_name(tok.text):
                 return ast.Builtin(tok.text, tok.span)
             return ast.Ident(tok.text, tok.span)
-        if kind == "IDENT" and tok.text in ("sizeof", "offsetof"):
+        if kind == "IDENT" and tok.text == "sizeof" and self.peek(1).kind == "(":
+            return self.sizeof()
+        if kind == "IDENT" and tok.text == "offsetof":
             self.fatal(f"{tok.text}() is not supported yet", tok.span)
         self.unexpected()
+
+    def sizeof(self) -> ast.Expr:
+        """``sizeof(TYPE)`` or ``sizeof(expr)``."""
+        start = self.advance()
+        if self.cast_ahead():
+            type_name = self.cast_type()
+            return ast.Sizeof(type_name, None, start.span.to(type_name.span))
+        self.advance()
+        inner = self.expr()
+        end = self.expect(")", ")")
+        return self.grow(ast.Sizeof(None, inner, start.span.to(end.span)), inner)
 
     def call(self, name: Token) -> ast.Expr:
         self.advance()
