@@ -498,6 +498,8 @@ def _b_argdist(tool: Tool, o: Mapping[str, Any], kernel: Optional["Kernel"]) -> 
         names = [("@hist" if i == 0 else f"@hist{i + 1}") for i in range(len(hists))]
         names += [("@count" if i == 0 else f"@count{i + 1}") for i in range(len(counts))]
         text = _interval(text, o.get("interval"), "".join(_print_body(n, o.get("top")) for n in names))
+    for n in [f"@count{'' if i == 0 else i + 1}" for i in range(len(counts))]:
+        text = _top(text, o.get("top"), n)
     return text
 
 
@@ -586,7 +588,7 @@ _add(Tool(
                     metavar="SPEC"),
              Option(("-C",), "count", "PROBE:EXPR[:FILTER]: a count per value of EXPR",
                     kind="list", metavar="SPEC"),
-             Option(("--top",), "top", "with -i: print only the N largest", kind="int",
+             Option(("--top",), "top", "print only the N largest counts", kind="int",
                     metavar="N")),
     notes=("PROBE is FUNC, p::FUNC, r::FUNC (EXPR may use retval), t:SYSTEM:EVENT (args->FIELD) "
            "or u:/path:FUNC; EXPR and FILTER are bpftrace expressions (arg0 is the first "
