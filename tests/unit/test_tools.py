@@ -95,19 +95,19 @@ def test_probe_targets() -> None:
 
 
 def test_trace_specs_bcc_form() -> None:
-    p = trace_probe('do_sys_openat2 "%s", arg2', 0)
+    p = trace_probe('do_sys_openat2 "%s", arg2')
     assert p == ('kprobe:do_sys_openat2\n{\n\tprintf("%-7d %-7d %-16s %-16s %s\\n", '
                  'pid, tid, comm, "do_sys_openat2", str(arg1));\n}\n')
-    p = trace_probe('r::vfs_read (retval > 0) "read %d bytes", retval', 0)
+    p = trace_probe('r::vfs_read (retval > 0) "read %d bytes", retval')
     assert p.startswith("kretprobe:vfs_read\n/retval > 0/\n") and ", retval);" in p
-    p = trace_probe('vfs_* (arg3 > 4096) "%d %s", arg3, comm', 0)
+    p = trace_probe('vfs_* (arg3 > 4096) "%d %s", arg3, comm')
     assert "/arg2 > 4096/" in p and "func, arg2, comm" in p
-    assert trace_probe("do_sys_openat2", 0).count("printf") == 1
+    assert trace_probe("do_sys_openat2").count("printf") == 1
     for bad, why in (('f "%d %d", arg1', "2 conversions for 1"), ('f "%d", arg0', "from arg1"),
                      ('f (arg1 > 0 "%d", arg1', "unbalanced"), ('f "%d" arg1', "expected ,"),
                      ('f "%d', "not closed")):
         with pytest.raises(ToolError, match=why):
-            trace_probe(bad, 0)
+            trace_probe(bad)
 
 
 def test_bad_options_are_usage_errors() -> None:

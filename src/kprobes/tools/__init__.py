@@ -387,7 +387,7 @@ def _balanced(text: str, i: int) -> int:
     raise ToolError(f"unbalanced parentheses in {text!r}", hint="close the (filter)")
 
 
-def trace_probe(spec: str, index: int) -> str:
+def trace_probe(spec: str) -> str:
     """One BCC ``trace`` spec -> one probe: ``'[p::|r::|t:S:E|u:LIB:]FUNC[(FILTER)] ["FMT"[, ARGS]]'``."""
     s = spec.strip()
     m = re.match(r"^[^\s(\"]+", s)
@@ -396,9 +396,8 @@ def trace_probe(spec: str, index: int) -> str:
                         hint="'do_sys_openat2 \"%s\", arg2'")
     head = m.group(0)
     rest = s[m.end():].lstrip()
-    entry, ret = probe_target(head, ret=True, what="probe")
-    attach = entry
-    kprobe = entry.startswith(("kprobe:", "uprobe:"))
+    attach, _ = probe_target(head, ret=True, what="probe")
+    kprobe = attach.startswith(("kprobe:", "uprobe:"))
     pred = ""
     if rest.startswith("("):
         end = _balanced(rest, 0)
@@ -437,7 +436,6 @@ def trace_probe(spec: str, index: int) -> str:
     pieces = ["pid", "tid", "comm", name] + fixed
     body = f'\tprintf("%-7d %-7d %-16s %-16s {fmt}\\n", {", ".join(pieces)});\n'
     predicate = f"/{pred}/\n" if pred else ""
-    _ = ret, index
     return f"{attach}\n{predicate}{{\n{body}}}\n"
 
 
@@ -449,7 +447,7 @@ def _b_trace(tool: Tool, o: Mapping[str, Any], kernel: Optional["Kernel"]) -> st
         raise ToolError("trace needs at least one probe spec",
                         hint="kprobes tools trace 'do_sys_openat2 \"%s\", arg2'")
     header = ('BEGIN\n{\n\tprintf("%-7s %-7s %-16s %-16s %s\\n", "PID", "TID", "COMM", "FUNC", "-");\n}\n')
-    probes = [trace_probe(s, i) for i, s in enumerate(specs)]
+    probes = [trace_probe(s) for s in specs]
     text = "// made by kprobes tools trace from: " + " ".join(repr(s) for s in specs) + "\n\n"
     text += header + "\n" + "\n".join(probes)
     attaches = [p.split("\n", 1)[0] for p in probes]
