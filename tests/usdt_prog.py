@@ -10,7 +10,8 @@
   second translation unit with ``_SDT_HAS_SEMAPHORES``, the way ``dtrace -G`` does it),
 
 then prints ``semaphore=S gated=G``.  With ``wait`` it first prints ``ready`` and
-waits for a line on stdin (for ``-p PID``).
+waits for a line on stdin (for ``-p PID``), and at the end waits for another line (or
+the end of stdin) and prints ``semaphore=S`` again.
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ int main(int argc, char **argv) {
         }
     }
     printf("semaphore=%u gated=%d\n", (unsigned)kpt_gated_semaphore, gated);
+    if (argc > 2) {
+        char line[16];
+        fflush(stdout);
+        if (!fgets(line, sizeof line, stdin)) line[0] = 0;
+        printf("semaphore=%u\n", (unsigned)kpt_gated_semaphore);
+    }
     return 0;
 }
 """

@@ -137,7 +137,10 @@ def run_plan(
         if opts.pid:
             s.set_pids([opts.pid])  # before arming: nothing of other processes gets recorded
         _arm_all(s, plan, opts, err)
-        run_main(lc, lambda lc: _loop(s, lc, table))
+        from .usdt import held_semaphores  # USDT semaphores a kernel < 4.20 does not count
+
+        with held_semaphores((ev.target for ev in plan.kernel_events), opts.pid or 0):
+            run_main(lc, lambda lc: _loop(s, lc, table))
         lc.report_loss(_loss_lines(s))
     return lc.finish(rt.maps.values())
 

@@ -134,7 +134,7 @@ def _uprobe_targets(ap: ast.AttachPoint) -> List[Target]:
 
 def _usdt_targets(ap: ast.AttachPoint) -> List[Target]:
     """One target per USDT probe site matching ``[PROVIDER:]NAME`` (globs allowed)."""
-    from ..backends.symbols.usdt import find_usdt, usdt_listing
+    from ..backends.symbols.usdt import find_usdt, kernel_ref_ctr, usdt_listing
 
     sites = find_usdt(ap.target, ap.module, ap.func)
     if not sites:
@@ -144,7 +144,8 @@ def _usdt_targets(ap: ast.AttachPoint) -> List[Target]:
                 + (" ..." if len(known) > 8 else "")) if known else \
             "it has no USDT notes (.note.stapsdt); it was built without <sys/sdt.h> probes"
         raise NotTraceableError(ap.raw, f"no USDT probe {what} in {ap.target}", hint=hint)
-    return [Target("usdt", s.place(), f"usdt:{ap.target}:{s.provider}:{s.name}", s.name, usdt=s)
+    ref = kernel_ref_ctr()  # the kernel counts semaphores (4.20+); else -p and /proc/PID/mem
+    return [Target("usdt", s.place(ref), f"usdt:{ap.target}:{s.provider}:{s.name}", s.name, usdt=s)
             for s in sites]
 
 

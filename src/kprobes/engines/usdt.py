@@ -22,16 +22,18 @@ note                   location            fetcharg
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING, Iterable, Tuple
 
 from ..errors import KprobesError
 from .fetch import Fetch
 
 if TYPE_CHECKING:
+    import contextlib
+
     from ..probes.usdt import UsdtArg
     from .targets import Target
 
-__all__ = ["usdt_fetches", "arg_location"]
+__all__ = ["usdt_fetches", "arg_location", "held_semaphores"]
 
 _SLOT = re.compile(r"\{usdt(\d+)\}")
 
@@ -81,3 +83,12 @@ def usdt_fetches(fetches: Tuple[Fetch, ...], target: "Target") -> Tuple[Fetch, .
                 expr = expr.replace(slot, arg_location(arg, where))
         out.append(Fetch(f.name, expr, typ))
     return tuple(out)
+
+
+def held_semaphores(targets: Iterable["Target"], pid: int) -> "contextlib.ExitStack":
+    """Semaphores of the USDT ``targets`` counted up by hand for process ``pid`` when the
+    kernel cannot count them (:func:`kprobes.backends.symbols.usdt.manual_semaphores`);
+    closing the returned stack counts them down.  Nothing to do on Linux 4.20+."""
+    from ..backends.symbols.usdt import manual_semaphores
+
+    return manual_semaphores([t.usdt for t in targets if t.usdt is not None], pid)

@@ -19,15 +19,17 @@ link-time addresses into what the kernel wants:
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 from typing import Dict, List, Optional, Tuple
 
 from ..._record import dataclass
-from ...errors import ELFError, KprobesError
+from ...errors import ELFError, FeatureMissing, KprobesError
 from ...probes.usdt import UsdtArg, UsdtError, parse_args, parse_notes
 
-__all__ = ["UsdtProbe", "usdt_probes", "find_usdt", "resolve_binary", "usdt_listing"]
+__all__ = ["UsdtProbe", "usdt_probes", "find_usdt", "resolve_binary", "usdt_listing",
+           "kernel_ref_ctr", "SemaphoreCounter", "manual_semaphores"]
 
 _MACHINES = {62: "x86_64", 183: "arm64"}  # EM_X86_64, EM_AARCH64
 
@@ -162,3 +164,102 @@ def usdt_listing(target: str, pattern: str = "*") -> List[str]:
         if ok:
             seen.add(f"usdt:{target}:{full}")
     return sorted(seen)
+
+
+# -- semaphores without the kernel's reference counter --------------------------------
+
+def kernel_ref_ctr(tracefs_root: Optional[str] = None) -> bool:
+    """Whether uprobes take a reference counter (the semaphore) on this kernel: the uprobe
+    PMU's ``format/ref_ctr_offset`` or tracefs' README ``[(ref_ctr_offset)]`` (Linux 4.20+)."""
+    if os.path.exists("/sys/bus/event_source/devices/uprobe/format/ref_ctr_offset"):
+        return True
+    for root in ([tracefs_root] if tracefs_root else ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]):
+        try:
+            with open(os.path.join(root, "README")) as f:
+                return "ref_ctr_offset" in f.read()
+        except OSError:
+            continue
+    return False
+
+
+class SemaphoreCounter:
+    """A USDT semaphore of process ``pid`` counted up by hand through ``/proc/PID/mem``
+    (kernels without uprobe reference counters): :meth:`open` adds one, :meth:`close`
+    takes it back.  The address is where the process mapped the semaphore's file offset."""
+
+    def __init__(self, pid: int, site: UsdtProbe) -> None:
+        self.pid = pid
+        self.site = site
+        self.address = 0
+
+    def _address(self) -> int:
+        real = os.path.realpath(self.site.path)
+        st = os.stat(real)
+        off = self.site.semaphore_offset
+        try:
+            with open(f"/proc/{self.pid}/maps") as f:
+                maps = f.read().splitlines()
+        except OSError as e:
+            raise KprobesError(f"cannot read /proc/{self.pid}/maps: {e.strerror}",
+                               hint="is the process running? (-p PID)") from None
+        for line in maps:
+            fields = line.split(None, 5)
+            if len(fields) < 6 or "w" not in fields[1]:
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            fofs, inode = int(fields[2], 16), int(fields[4])
+            if (inode == st.st_ino or fields[5] == real) and fofs <= off < fofs + (end - start):
+                return start + off - fofs
+        raise KprobesError(f"process {self.pid} does not map {self.site.path} (writable), where "
+                           f"the semaphore of {self.site.full_name} lives",
+                           hint="trace the process that runs or loads that file")
+
+    def _add(self, delta: int) -> None:
+        try:
+            with open(f"/proc/{self.pid}/mem", "r+b", buffering=0) as mem:
+                mem.seek(self.address)
+                value = int.from_bytes(mem.read(2), "little")
+                mem.seek(self.address)
+                mem.write(max(0, min(0xFFFF, value + delta)).to_bytes(2, "little"))
+        except OSError as e:
+            raise KprobesError(f"cannot update the semaphore of {self.site.full_name} in process "
+                               f"{self.pid}: {e.strerror}", hint="run as root") from None
+
+    def open(self) -> "SemaphoreCounter":
+        self.address = self._address()
+        self._add(1)
+        return self
+
+    def close(self) -> None:
+        if not self.address:
+            return
+        try:
+            self._add(-1)
+        except KprobesError:
+            pass  # the process is gone: nothing to give back
+        finally:
+            self.address = 0
+
+
+def manual_semaphores(sites: List[UsdtProbe], pid: int) -> contextlib.ExitStack:
+    """Count up by hand the semaphores of ``sites`` the kernel does not count
+    (see :func:`kernel_ref_ctr`); the returned stack counts them down when closed.
+
+    Without ``-p`` there is no process to write to: refused with the reason.
+    """
+    stack = contextlib.ExitStack()
+    gated = [s for s in sites if s.semaphore_offset]
+    if not gated or kernel_ref_ctr():
+        return stack
+    if not pid:
+        raise FeatureMissing(
+            f"{gated[0].full_name} is gated by a semaphore, and this kernel's uprobes cannot "
+            "count semaphores (no reference counters: Linux 4.20+)",
+            hint="trace one process with -p PID: kprobes sets its semaphore through /proc/PID/mem")
+    try:
+        for s in gated:
+            stack.callback(SemaphoreCounter(pid, s).open().close)
+    except BaseException:
+        stack.close()
+        raise
+    return stack

@@ -179,10 +179,14 @@ def _attach(s: Any, plan: BpfPlan, p: BpfProgram, fds: Dict[Any, Any], pid: int,
             s.attach(prog, f"{kind}:{t.place}", cookie=cookie, pid=pid or -1)
         elif kind == "usdt" and t.usdt is not None:
             from ...backends.bpf.attach import attach_uprobe
+            from ...backends.symbols.usdt import kernel_ref_ctr
+            from ..usdt import held_semaphores
 
-            site = t.usdt  # its semaphore: the uprobe reference counter (Linux 4.20+)
+            site = t.usdt  # its semaphore: the uprobe reference counter (Linux 4.20+), else by hand
+            ref = site.semaphore_offset if kernel_ref_ctr() else 0
             s.links.append(s.own(attach_uprobe(prog, site.path, site.offset, pid=pid or -1, cookie=cookie,
-                                               ref_ctr_offset=site.semaphore_offset)))
+                                               ref_ctr_offset=ref)))
+            s.own(held_semaphores([t], pid))
         elif kind == "tracepoint":
             s.attach(prog, f"tracepoint:{t.place}")
         else:
