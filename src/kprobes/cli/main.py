@@ -34,6 +34,7 @@ SUBCOMMANDS: Dict[str, str] = {
     "tools": "kprobes.cli.tools",
     "flamegraph": "kprobes.cli.flamegraph",
     "perfetto": "kprobes.cli.perfetto",
+    "serve": "kprobes.cli.serve",
 }
 
 USAGE = """\
@@ -54,6 +55,7 @@ commands:
   tools [NAME]     ready tools: opensnoop, funclatency, funccount... (kprobes tools lists them)
   flamegraph       folded stacks (kprobes --folded) to an interactive SVG flame graph
   perfetto -i F    a recording to a Perfetto / Chrome JSON trace timeline
+  serve -e PROG    run a program and serve its maps as Prometheus metrics
 
 exit status: 0 ok, 1 error, 2 usage or syntax error, 3 events lost (trace
 --loss-is-error), 69 kernel feature missing, 77 not permitted, 128+N stopped by

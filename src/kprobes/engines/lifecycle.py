@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Callable, Iterable, List, Optional, TextIO, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, TextIO, Tuple
 
 from .._record import dataclass
 from ..events.model import TraceEvent
@@ -46,6 +46,13 @@ class RunOptions:
     fmt: str = "text"
     buffer_size_kb: int = 4096
     progress_every: int = 100
+    #: -q: no ``Attaching N probes...`` (nor its JSON record)
+    quiet: bool = False
+    #: bpftrace's ``__BPFTRACE_NOTIFY_PROBES_ATTACHED`` line on stderr once every probe is armed
+    notify_attached: bool = False
+    #: (kprobes serve) called with the :class:`Lifecycle` once the probes are armed:
+    #: ``lc.rt.maps`` are the live maps, ``lc.loss`` what the engine lost so far.
+    observe: Optional[Callable[["Lifecycle"], None]] = None
 
 
 def synthetic(name: str, ts: int) -> TraceEvent:
@@ -128,14 +135,21 @@ class Lifecycle:
         self.deadline: Optional[float] = None
         #: Called at :meth:`start`, once the ``-c`` command's pid (``cpid``) is known.
         self.on_start: List[Callable[[], None]] = []
+        #: set by engines that count losses as they read: ``by_source() -> {source: n}``
+        self.loss: Optional[Any] = None
 
     def attaching(self, n: int) -> None:
         """bpftrace's ``Attaching N probes...`` (before anything is armed)."""
+        if self.opts.quiet:
+            return
         self.output.attached(n)
         self.output.flush()
 
     def start(self) -> None:
         """The probes are armed: the program's clock starts (``elapsed``, intervals, --duration)."""
+        if self.opts.notify_attached:
+            self.err.write("__BPFTRACE_NOTIFY_PROBES_ATTACHED\n")
+            self.err.flush()
         self.rt.start_ns = time.monotonic_ns()
         self.clock = Timers(self.user.timers, self.rt.start_ns)
         if self.opts.duration:
@@ -143,6 +157,8 @@ class Lifecycle:
         self.spawn_command()
         for hook in self.on_start:
             hook()
+        if self.opts.observe is not None:
+            self.opts.observe(self)
 
     def run_begin(self) -> None:
         for runner, target in self.user.begin:

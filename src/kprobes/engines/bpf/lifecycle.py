@@ -294,6 +294,7 @@ def run_plan(plan: BpfPlan, opts: RunOptions, out: TextIO, err: TextIO) -> int:
             else:
                 user.timers.append((up.period_ns, runner, target))
         lc = Lifecycle(opts, output, rt, user, err)
+        lc.loss = loss  # kprobes serve reports it while the program runs
         lc.attaching(plan.attach_count)
         for p in plan.programs:
             _attach(s, plan, p, fds, opts.pid or 0, err)
