@@ -205,3 +205,26 @@ def test_semaphore_by_hand_without_kernel_counters(prog: str, engine: str,
     assert rc == 0, err
     assert re.findall(r"^gated (\d+)$", out, re.M) == [str(i) for i in range(N)]
     assert not session_leftovers()
+
+
+PY311 = "/usr/bin/python3.11"
+PY_PROGRAM = (f'usdt:{PY311}:python:gc__start /arg0 > 0/ {{ printf("gc %d\\n", arg0); }} '
+              f'usdt:{PY311}:python:import__find__load__start /str(arg0) == "json"/ '
+              '{ printf("import %s\\n", str(arg0)); }')
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_system_python(engine: str, tmp_path: "os.PathLike[str]") -> None:
+    """Debian's python3.11: a stripped, non-PIE executable whose probes are all gated by
+    semaphores; gc__start's generation is on the stack (``-4@112(%rsp)``)."""
+    from kprobes.backends.symbols.usdt import find_usdt
+
+    if not os.path.exists(PY311) or not find_usdt(PY311, "python", "gc__start"):
+        require(f"{PY311} with USDT notes is needed")
+    script = os.path.join(str(tmp_path), "gc.py")
+    with open(script, "w") as f:
+        f.write("import gc\ngc.collect(1)\nimport json\ngc.collect(2)\n")
+    r = run_cli_subprocess(["--engine", engine, "-e", PY_PROGRAM, "-c", f"{PY311} {script}"])
+    assert r.returncode == 0, r.stderr
+    got = [ln for ln in r.stdout.splitlines() if ln.startswith(("gc ", "import "))]
+    assert got[:3] == ["gc 1", "import json", "gc 2"], r.stdout

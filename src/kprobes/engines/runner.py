@@ -95,7 +95,9 @@ def _arm_one(session: object, ev: KernelEvent, unsafe: bool = False) -> None:
         add_eprobe(session, ev.definition, filter=ev.filter)
     else:
         assert ev.definition is not None
-        if unsafe:  # --unsafe: the plan did not check uprobe placement, nor may the session
+        # --unsafe: the plan did not check uprobe placement, nor may the session; a USDT
+        # site is the compiler's own nop: an instruction start even in a stripped binary
+        if unsafe or ev.kind == "usdt":
             session.add(ev.definition, filter=ev.filter, unsafe=True)
         else:
             session.add(ev.definition, filter=ev.filter)
