@@ -14,7 +14,6 @@ a subclass) instead of reading module-level caches::
 
 from __future__ import annotations
 
-import gzip
 import os
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
@@ -163,6 +162,8 @@ def _find_tracefs() -> Optional[str]:
 
 def _read_config(release: str) -> Optional[str]:
     try:
+        import gzip
+
         with gzip.open("/proc/config.gz", "rt", encoding="utf-8", errors="replace") as fh:
             return fh.read()
     except OSError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 from typing import List, Tuple
@@ -34,6 +33,8 @@ def resolve_command(name: str) -> str:
             raise KprobesError(f"cannot run {name!r}: not executable",
                                hint=f"make it executable (chmod +x {name}) or run it via its interpreter")  # fmt: skip
         return name
+    import shutil
+
     found = shutil.which(name)
     if found is None:
         raise KprobesError(f"command not found: {name!r}",

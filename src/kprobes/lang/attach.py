@@ -9,9 +9,8 @@ the names as patterns; expanding them is the engine's job.
 
 from __future__ import annotations
 
-import difflib
-
 from .ast import AttachPoint
+from .diagnostics import close_matches as _close_matches
 from .source import Span
 
 __all__ = ["AttachError", "parse_attach_point", "PROVIDERS", "INTERVAL_UNITS", "SOFTWARE_EVENTS",
@@ -135,7 +134,7 @@ def parse_attach_point(raw: str, span: Span) -> AttachPoint:
         raise AttachError(UNSUPPORTED_REASONS.get(canon, f"'{canon}' probes are not supported yet"))
     provider = PROVIDERS.get(head)
     if provider is None:
-        close = difflib.get_close_matches(head, sorted(PROVIDERS), n=1)
+        close = _close_matches(head, sorted(PROVIDERS))
         hints = (f"Did you mean '{close[0]}'?",) if close else ()
         raise AttachError(f"Invalid provider: '{head}'", hints)
     if provider in ("BEGIN", "END"):
@@ -183,7 +182,7 @@ def _perf_event(provider: str, raw: str, span: Span, rest: list[str]) -> AttachP
     table = SOFTWARE_EVENTS if provider == "software" else HARDWARE_EVENTS
     event = EVENT_ALIASES.get(rest[0], rest[0])
     if event not in table:
-        close = difflib.get_close_matches(rest[0], sorted(table), n=1)
+        close = _close_matches(rest[0], sorted(table))
         raise AttachError(f"{rest[0]} is not a {provider} probe",
                           (f"Did you mean '{close[0]}'?",) if close else ())
     count = table[event][1]

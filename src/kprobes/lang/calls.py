@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 
 from . import ast
@@ -22,6 +21,7 @@ from .builtins import (
     STACK_MODES,
     UNSUPPORTED_FUNCTIONS,
 )
+from .diagnostics import close_matches
 from .printf import check_format_args
 from .source import Span
 from .state import MapState, Usage
@@ -107,7 +107,7 @@ class CallChecks:
             self.error(f"{name}() is not supported yet", call.span, (reason,) if reason else ())
             return NONE
         if name not in FUNCTIONS:
-            close = difflib.get_close_matches(name, sorted(FUNCTIONS), n=1)
+            close = close_matches(name, sorted(FUNCTIONS))
             hints = (f"Did you mean '{close[0]}'?",) if close else ()
             self.error(f"Unknown function: '{name}'", call.span, hints)
             return NONE
@@ -539,7 +539,7 @@ class CallChecks:
         arch = getattr(self, "arch_name", "x86_64")
         names = REGISTERS.get(arch, ())
         if name not in names:
-            close = difflib.get_close_matches(name, names, n=1)
+            close = close_matches(name, names)
             self.error(f"'{name}' is not a valid register on this architecture ({arch})",
                        call.span, (f"Did you mean '{close[0]}'?",) if close else ())
             return NONE

@@ -15,7 +15,6 @@ integer as in bpftrace), the last reports errors.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Callable
 
@@ -23,7 +22,7 @@ from . import ast
 from .builtins import ARG_PROVIDERS, BUILTINS, NOT_IN_BPFTRACE_017, UNSUPPORTED_BUILTINS
 from .calls import CallChecks
 from .checked import CheckedProgram, MapInfo, ProbeSummary
-from .diagnostics import ERROR, WARNING, Diagnostic, LangError
+from .diagnostics import ERROR, WARNING, Diagnostic, LangError, close_matches
 from .provider import MemberInfo, TypeProvider
 from .source import Source, Span
 from .state import MapState, Usage
@@ -58,7 +57,7 @@ _UNKNOWN_PROBE_SIZE = 256
 
 
 def _hint(name: str, candidates: Sequence[str], sigil: str = "") -> tuple[str, ...]:
-    close = difflib.get_close_matches(name, list(candidates), n=1)
+    close = close_matches(name, list(candidates))
     return (f"Did you mean '{sigil}{close[0]}'?",) if close else ()
 
 

@@ -19,7 +19,8 @@ from .._record import dataclass
 from ..errors import KprobesError
 from .source import Source, Span
 
-__all__ = ["Diagnostic", "LangError", "render_diagnostic", "render_diagnostics", "ERROR", "WARNING"]
+__all__ = ["Diagnostic", "LangError", "render_diagnostic", "render_diagnostics", "ERROR", "WARNING",
+           "close_matches"]
 
 ERROR = "ERROR"
 WARNING = "WARNING"
@@ -91,3 +92,15 @@ class LangError(KprobesError):
     def errors(self) -> tuple[Diagnostic, ...]:
         """Only the diagnostics of severity ERROR."""
         return tuple(d for d in self.diagnostics if d.severity == ERROR)
+
+
+def close_matches(word: str, candidates: Sequence[str]) -> list[str]:
+    """The closest candidate to a misspelt ``word`` (at most one), for a "did you mean" hint.
+
+    :mod:`difflib` is imported here, on the error path: importing it costs more than
+    checking a one-liner.
+    """
+    import difflib
+
+    return difflib.get_close_matches(word, candidates, n=1)
+

@@ -299,9 +299,8 @@ def _probe_batch() -> bool:
 
 
 def _probe() -> Features:
-    import platform
 
-    f = Features(boot_id=_boot_id(), release=platform.release())
+    f = Features(boot_id=_boot_id(), release=os.uname().release)
     try:
         m = Map.create(MapType.ARRAY, 4, 4, 1, name="kp_feat_names")
     except PermissionProblem as e:

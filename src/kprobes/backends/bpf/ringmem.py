@@ -38,7 +38,6 @@ from __future__ import annotations
 import ctypes
 import mmap as _mmap
 import os
-import platform
 import struct
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -63,7 +62,7 @@ class RingMapError(BPFError):
 
 def needs_fence(machine: Optional[str] = None) -> bool:
     """True unless the CPU is x86 (total store order: plain loads/stores suffice)."""
-    m = (machine if machine is not None else platform.machine()).lower()
+    m = (machine if machine is not None else os.uname().machine).lower()
     return m not in _TSO_MACHINES
 
 

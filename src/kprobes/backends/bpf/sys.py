@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
-import platform
 import struct
 from typing import Dict, Optional, Tuple, TypeVar, Union
 
@@ -112,7 +111,7 @@ def _syscall_fn() -> "ctypes._NamedFuncPointer":
 
 
 def _numbers() -> Tuple[int, int]:
-    m = platform.machine()
+    m = os.uname().machine
     if m not in SYSCALL_NUMBERS:
         raise BPFError(f"BPF is not supported by kprobes on {m}",
                        hint="supported machines: " + ", ".join(sorted(SYSCALL_NUMBERS)))
