@@ -228,3 +228,40 @@ def test_system_python(engine: str, tmp_path: "os.PathLike[str]") -> None:
     assert r.returncode == 0, r.stderr
     got = [ln for ln in r.stdout.splitlines() if ln.startswith(("gc ", "import "))]
     assert got[:3] == ["gc 1", "import json", "gc 2"], r.stdout
+
+
+THROWER = r"""
+#include <cstdio>
+#include <stdexcept>
+int main() {
+    int caught = 0;
+    for (int i = 0; i < 3; i++) {
+        try { throw std::runtime_error("kp"); } catch (const std::exception &) { caught++; }
+    }
+    std::printf("caught=%d\n", caught);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_shared_library_by_name(engine: str, tmp_path: "os.PathLike[str]") -> None:
+    """``usdt:libstdc++:...``: a library found by name (ld.so.cache), its probes hit from a
+    program that maps it; the provider may be left out (``usdt:libstdc++:catch``)."""
+    import shutil
+
+    from kprobes.backends.symbols.usdt import find_usdt
+
+    if shutil.which("g++") is None:
+        require("g++ is needed to build the C++ program")
+    if not find_usdt("libstdc++", "libstdcxx", "throw"):
+        require("this libstdc++ has no USDT notes")
+    src, exe = os.path.join(str(tmp_path), "t.cc"), os.path.join(str(tmp_path), "thrower")
+    with open(src, "w") as f:
+        f.write(THROWER)
+    subprocess.run(["g++", "-O1", "-o", exe, src], check=True)
+    r = run_cli_subprocess(["--engine", engine, "-e", "usdt:libstdc++:libstdcxx:throw /pid == cpid/ "
+                            "{ @throws = count(); } usdt:libstdc++:catch /pid == cpid/ { @catches = count(); }",
+                            "-c", exe])
+    assert r.returncode == 0, r.stderr
+    assert "caught=3" in r.stdout and "@throws: 3" in r.stdout and "@catches: 3" in r.stdout, r.stdout
