@@ -54,6 +54,7 @@ __all__ = [
     "attached_probes_json",
     "lost_events_json",
     "value_json",
+    "join_json",
 ]
 
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -193,9 +194,24 @@ def lost_events_json(count: int) -> str:
     return f'{{"type": "lost_events", "data": {{"events": {count}}}}}\n'
 
 
+def _plain_json(value: object) -> str:
+    """An int, a string or a tuple of them as bpftrace writes it (tuples: ``[1,"a"]``, no blanks)."""
+    if isinstance(value, bool):
+        raise KprobesError("print() of a bool has no JSON form here")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, (tuple, list)):
+        return "[" + ",".join(_plain_json(v) for v in value) + "]"
+    raise KprobesError(f"print() of {type(value).__name__} has no JSON form here")
+
+
 def value_json(value: object) -> str:
     """``print(value)`` of a non-map value: ``{"type": "value", "data": ...}``."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise KprobesError(f"print() of {type(value).__name__} has no JSON form here")
-    data = _quote(value) if isinstance(value, str) else str(value)
-    return f'{{"type": "value", "data": {data}}}\n'
+    return f'{{"type": "value", "data": {_plain_json(value)}}}\n'
+
+
+def join_json(text: str) -> str:
+    """``join()``'s record: ``{"type": "join", "data": "a b c"}``."""
+    return message_json("join", text)

@@ -1,162 +1,232 @@
-"""``kprobes -e 'PROGRAM'`` / ``kprobes FILE.bt`` / ``kprobes -l``: bpftrace's command line.
+"""``kprobes -e 'PROGRAM'`` / ``kprobes FILE.bt [ARGS]`` / ``kprobes -l``: bpftrace's command line.
 
-Options are named as bpftrace names them (``-e -l -v -p -c -o -f``);
-``--dry-run``, ``--unsafe``, ``--duration`` and ``--wildcard-filter`` are
+kprobes invoked as bpftrace v0.17.0 is invoked behaves as it does: every
+option of ``bpftrace --help`` (:mod:`kprobes.cli.btcompat` reads them as its
+getopt_long does, and the ``BPFTRACE_*`` environment), positional parameters
+after the program (``$1``, ``$#``), ``-`` for a program on standard input,
+its error texts for bad options (``ERROR: Invalid output format "jsonx"``),
+``-f json`` records, ``-q``, ``-B``, ``-o``, and the
+``__BPFTRACE_NOTIFY_PROBES_ATTACHED`` line.  ``--engine``, ``--dry-run``,
+``--duration``, ``--wildcard-filter``, ``--buffer-size`` and ``--folded`` are
 kprobes' own.  ``Attaching N probes...`` and the program's output go to
-stdout (or ``-o FILE``) as bpftrace writes them; progress and kprobes'
-notes go to stderr.
+stdout (or ``-o FILE``) as bpftrace writes them; kprobes' notes go to stderr.
 """
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import os
+import sys
 from typing import TYPE_CHECKING, List, Optional, TextIO, cast
 
 from ..errors import KprobesError
 from ..lang.diagnostics import LangError
-from .main import ArgParser, Streams, UsageError
+from .btcompat import (
+    HELP,
+    BpftraceError,
+    Environment,
+    Options,
+    applied,
+    parse_args,
+    read_environment,
+)
+from .main import Streams, UsageError
 
 if TYPE_CHECKING:
     from ..backends.kernel import Kernel
     from ..btf import BTF
+    from ..engines.base import Selection
 
-USAGE = """\
-usage: kprobes [OPTIONS] -e 'PROGRAM'
-       kprobes [OPTIONS] FILE.bt
-       kprobes -l [GLOB]     (-lv: with arguments)
-"""
-DESCRIPTION = """\
-Run a bpftrace program: compiled to eBPF in Python (--engine bpf), or on
-kernel dynamic events, kernel event filters and Python (--engine tracefs);
---engine auto (default) picks bpf where the kernel allows it.
-
-examples:
-  kprobes -e 'kprobe:do_sys_openat2 { printf("%s: %s\\n", comm, str(arg1)); }'
-  kprobes -e 'kretprobe:vfs_read { @bytes = hist(retval); }' -c 'cat /etc/passwd'
-  kprobes --dry-run -e 'kprobe:vfs_* { @[probe] = count(); }'
-  kprobes -l 'kprobe:tcp_*'      kprobes -lv tracepoint:syscalls:sys_enter_openat
-"""
-
-
-def build_parser() -> ArgParser:
-    p = ArgParser(prog="kprobes", usage=USAGE, description=DESCRIPTION,
-                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("file", nargs="?", metavar="FILE|GLOB",
-                   help="program file (.bt); with -l, what to list")
-    p.add_argument("-e", dest="program", metavar="PROGRAM", help="program text")
-    p.add_argument("-l", dest="list", action="store_true", help="list probes (optionally matching GLOB)")
-    p.add_argument("-v", dest="verbose", action="store_true", help="with -l: show arguments/fields")
-    p.add_argument("-p", dest="pid", type=int, metavar="PID",
-                   help="only events of this process and its children (tracefs set_event_pid)")
-    p.add_argument("-c", dest="command", metavar="CMD",
-                   help="run CMD once probes are armed; exit when it exits")
-    p.add_argument("-o", dest="output", metavar="FILE", help="write the program's output to FILE")
-    p.add_argument("-f", dest="format", choices=("text", "json"), default="text",
-                   help="output format (default text)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print kernel definitions, filters and what runs in Python; arm nothing")
-    p.add_argument("--unsafe", action="store_true",
-                   help="allow more than the probe budget (default 1000 kernel probes)")
-    p.add_argument("--duration", type=float, metavar="SECS",
-                   help="(kprobes) stop after SECS seconds, as if exit() was called")
-    p.add_argument("--wildcard-filter", metavar="GLOB",
-                   help="(kprobes) keep only functions also matching GLOB in kprobe wildcards")
-    p.add_argument("--buffer-size", type=int, default=4096, metavar="KB",
-                   help="(kprobes) per-CPU trace buffer (default 4096)")
-    p.add_argument("--engine", choices=("auto", "bpf", "tracefs"), default="auto",
-                   help="(kprobes) eBPF programs compiled in Python, or tracefs events + Python; "
-                        "auto (default): bpf where the kernel allows it and the program compiles")
-    p.add_argument("--folded", action="store_true",
-                   help="(kprobes) print stack-keyed maps at exit as folded stacks "
-                        "(root;...;leaf COUNT, bare function names) for flame graphs")
-    p.add_argument("--folded-offsets", action="store_true",
-                   help="(kprobes) --folded with func+offset frames")
-    return p
+#: Set (to anything) in the environment: one line on stderr once every probe is armed.
+NOTIFY_VAR = "__BPFTRACE_NOTIFY_PROBES_ATTACHED"
 
 
 def run(args: List[str], streams: Streams) -> int:
     """Entry point from :func:`kprobes.cli.main.main`."""
-    parser = build_parser()
-    if "-h" in args or "--help" in args:
-        streams.out.write(parser.format_help())
+    try:
+        return _run(args, streams)
+    except BpftraceError as e:
+        streams.err.write(e.text)
+        if e.usage:
+            streams.err.write(HELP)
+        return e.exit_code
+
+
+def _run(args: List[str], streams: Streams) -> int:
+    o = parse_args(args)
+    if o.help:
+        streams.out.write(HELP)
         return 0
-    ns = parser.parse_args(args)
-    if ns.list:
-        return list_probes(ns.file or ns.program, ns.verbose, streams)
+    if o.version:
+        from .btcompat import version_line
+
+        streams.out.write(version_line())
+        return 0
+    env = read_environment(os.environ)
+    if o.info:
+        from .btcompat import info_text
+
+        streams.err.write(info_text())  # bpftrace writes --info on stderr
+        return 0
+    if o.emit_elf is not None or o.emit_llvm is not None:
+        which = "--emit-elf" if o.emit_elf is not None else "--emit-llvm"
+        raise BpftraceError(f"ERROR: {which} is not supported: kprobes generates BPF instructions in "
+                            "Python, without LLVM or ELF objects; -dd prints them")  # fmt: skip
+    if o.listing:
+        search = o.operands[0] if o.operands else o.program
+        return list_probes(search, o.verbose > 0, streams)
+    if o.command is not None and o.pid is not None:
+        raise BpftraceError("ERROR: USAGE: Cannot use both -c and -p.", usage=True)
     from . import validate
 
-    validate.check_duration(ns.duration)
-    validate.check_buffer_size(ns.buffer_size)
-    if ns.program is not None and ns.file is not None:
-        raise UsageError("give either -e PROGRAM or a program file, not both")
-    if ns.program is not None:
-        text, filename = ns.program, "stdin"
-    elif ns.file is not None:
-        try:
-            with open(ns.file, "rb") as src:
-                data = src.read()
-        except OSError as e:
-            raise KprobesError(f"cannot read {ns.file}: {e.strerror}",
-                               hint="give the path of a bpftrace program file (.bt)") from None  # fmt: skip
-        text = validate.decode_program(data, ns.file)
-        filename = ns.file
-    else:
-        raise UsageError("no program given", hint="kprobes -e 'PROGRAM' or kprobes FILE.bt")
+    validate.check_duration(o.duration)
+    if o.buffer_size is not None:
+        validate.check_buffer_size(o.buffer_size)
+    text, filename = _program_text(o, streams)
+    notes = env.ignored_line()
+    if o.includes:
+        notes += f"kprobes: ignoring --include {' '.join(o.includes)} (kernel types come from BTF)\n"
+    if o.helper_check:
+        notes += (f"kprobes: ignoring {'-kk' if o.helper_check > 1 else '-k'} (helper errors are not "
+                  "reported: a failed read gives 0 or an empty string)\n")  # fmt: skip
+    if notes and not o.no_warnings:
+        streams.err.write(notes)
+    with applied(env):
+        return _prepare_and_run(o, env, text, filename, streams)
+
+
+def _program_text(o: Options, streams: Streams) -> "tuple[str, str]":
+    """(text, filename) of the program: -e, a file, or ``-`` (standard input)."""
+    from . import validate
+
+    if o.program is not None:
+        return o.program, "stdin"
+    src = o.source
+    if src is None:
+        raise BpftraceError("ERROR: no program given: -e 'program', a file, or - for standard input",
+                            usage=True)  # fmt: skip
+    if src == "-":
+        data = sys.stdin.buffer.read()
+        return validate.decode_program(data, "stdin"), "stdin"
+    try:
+        with open(src, "rb") as fh:
+            data = fh.read()
+    except OSError as e:
+        raise BpftraceError(f"ERROR: failed to open file '{src}': {e.strerror}") from None
+    return validate.decode_program(data, src), src
+
+
+def _prepare_and_run(o: Options, env: Environment, text: str, filename: str, streams: Streams) -> int:
     from ..engines.base import PlanOptions, prepare
 
+    opts = PlanOptions(unsafe=o.unsafe, wildcard_filter=o.wildcard_filter, pid=o.pid or 0)
+    if env.max_probes is not None:
+        opts.budget = env.max_probes
     try:
-        sel = prepare(text, filename, engine=ns.engine,
-                      opts=PlanOptions(unsafe=ns.unsafe, wildcard_filter=ns.wildcard_filter,
-                                       pid=ns.pid or 0))
+        sel = prepare(text, filename, engine=o.engine, opts=opts, params=o.params)
     except LangError as e:
         streams.err.write(e.message + "\n")
         return e.exit_code
-    for w in sel.plan.checked.warnings:
+    if not o.no_warnings:
         from ..lang.diagnostics import render_diagnostic
         from ..lang.source import Source
 
-        streams.err.write(render_diagnostic(w, Source(text, filename)) + "\n")
-    if ns.dry_run:
-        streams.out.write(sel.describe())
+        for w in sel.plan.checked.warnings:
+            streams.err.write(render_diagnostic(w, Source(text, filename)) + "\n")
+    if o.debug or o.dry_run:
+        streams.out.write(_debug_text(sel, o.debug) if o.debug else sel.describe())
         return 0
     if sel.fallback_line:
         streams.err.write(sel.fallback_line + "\n")
-    validate.check_pid(ns.pid)
-    validate.check_shell_command(ns.command)
-    validate.check_output_path(ns.output)
+    if o.verbose:
+        streams.err.write(f"INFO: engine: {sel.name}; {sel.plan.attach_count} probes to attach\n")
+    from . import validate
+
+    validate.check_pid(o.pid)
+    validate.check_shell_command(o.command)
+    validate.check_output_path(o.output)
     from ..engines.lifecycle import RunOptions
 
-    fmt = ns.format
-    if ns.folded or ns.folded_offsets:
+    fmt = o.fmt
+    if o.folded or o.folded_offsets:
         from ..export.folded import check_folded
 
-        fmt = check_folded(sel.plan.checked, ns.format, ns.folded_offsets)
-    opts = RunOptions(command=ns.command, pid=ns.pid, duration=ns.duration, fmt=fmt,
-                      buffer_size_kb=ns.buffer_size)
-    out: TextIO = streams.out
+        fmt = check_folded(sel.plan.checked, o.fmt, o.folded_offsets)
+    ropts = RunOptions(command=o.command, pid=o.pid, duration=o.duration, fmt=fmt)
+    if o.buffer_size is not None:
+        ropts.buffer_size_kb = o.buffer_size
+    elif env.perf_rb_pages is not None:  # pages of 4 KiB per CPU, as bpftrace's perf buffers
+        ropts.buffer_size_kb = max(4, env.perf_rb_pages * 4)
+    ropts.quiet = o.quiet
+    ropts.notify_attached = NOTIFY_VAR in os.environ
     fh: Optional[_OutputFile] = None
-    if ns.output:
+    if o.output:
         try:
-            fh = _OutputFile(open(ns.output, "w", encoding="utf-8"), ns.output)
+            fh = _OutputFile(open(o.output, "w", encoding="utf-8"), o.output, streams.out)
         except OSError as e:
-            raise KprobesError(f"-o {ns.output}: {e.strerror}",
-                               hint="give a file in a directory you can write to") from None  # fmt: skip
-        out = cast(TextIO, fh)
+            raise BpftraceError(f'ERROR: Failed to open output file: "{o.output}": {e.strerror}') from None
+    out: TextIO = cast(TextIO, fh) if fh is not None else streams.out
+    if o.buffering != "line" or fh is not None:
+        out = cast(TextIO, _Buffering(out, o.buffering))
     try:
-        return sel.run(opts, out, streams.err)
+        return sel.run(ropts, out, streams.err)
     finally:
-        if fh is not None:
-            fh.close()
+        try:
+            if isinstance(out, _Buffering):
+                out.final_flush()
+            else:
+                out.flush()
+        finally:
+            if fh is not None:
+                fh.close()
+
+
+def _debug_text(sel: "Selection", level: int) -> str:
+    """``-d``: the program's tree and the plan (for the BPF engine, its instructions);
+    ``-dd``: also the types the checker inferred (maps, variables, kernel reads)."""
+    from .btcompat import ast_dump, types_dump
+
+    checked = sel.plan.checked
+    parts = ["\nAST after: parser\n-------------------\n", ast_dump(checked.program)]
+    if level > 1:
+        parts += ["\nAST after: checker\n-------------------\n", ast_dump(checked.program, checked),
+                  "\nTypes\n-------------------\n", types_dump(checked)]
+    parts += ["\nPlan\n-------------------\n", sel.describe()]
+    return "".join(parts)
+
+
+class _Buffering:
+    """``-B MODE`` on the program's output: ``line`` flushes at each newline, ``none`` at
+    every write, ``full`` only when the program ends."""
+
+    def __init__(self, out: TextIO, mode: str) -> None:
+        self.out = out
+        self.mode = mode
+        #: the -o FILE quirk: bpftrace writes the blank lines before the exit maps to stdout
+        self.exit_stream = getattr(out, "exit_stream", None)
+
+    def write(self, text: str) -> int:
+        n = self.out.write(text)
+        if self.mode == "none" or (self.mode == "line" and "\n" in text):
+            self.out.flush()
+        return n
+
+    def flush(self) -> None:
+        if self.mode != "full":
+            self.out.flush()
+
+    def final_flush(self) -> None:
+        self.out.flush()
 
 
 class _OutputFile:
     """The ``-o FILE`` stream: a failed write is an error about FILE, not a traceback."""
 
-    def __init__(self, fh: TextIO, path: str) -> None:
+    def __init__(self, fh: TextIO, path: str, exit_stream: Optional[TextIO] = None) -> None:
         self._fh = fh
         self.path = path
+        #: where bpftrace writes the two newlines before the exit maps (its stdout, not FILE)
+        self.exit_stream = exit_stream
 
     def _failed(self, e: OSError) -> KprobesError:
         return KprobesError(f"-o {self.path}: cannot write: {e.strerror or e}",

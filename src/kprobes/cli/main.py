@@ -113,11 +113,15 @@ def main(argv: Optional[Sequence[str]] = None, streams: Optional[Streams] = None
         return e.exit_code
     if not args or args[0] in ("-h", "--help"):
         st.out.write(USAGE)
-        return EXIT_OK if args else EXIT_USAGE
-    if args[0] == "--version":
-        from .. import __version__
+        if args:  # kprobes --help: the bpftrace options too
+            from .btcompat import HELP
 
-        st.out.write(f"kprobes {__version__}\n")
+            st.out.write("\nbpftrace-style use (kprobes [options] -e 'program' | FILE [ARGS]):\n\n" + HELP)
+        return EXIT_OK if args else EXIT_USAGE
+    if args[0] in ("--version", "-V"):
+        from .btcompat import version_line
+
+        st.out.write(version_line())
         return EXIT_OK
     try:
         if args[0] in SUBCOMMANDS:

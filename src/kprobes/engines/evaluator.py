@@ -726,7 +726,7 @@ class ProbeCompiler:
         out = self.rt.out
 
         def cat(fr: Frame) -> None:
-            out.printf(read_for_cat(compiled([a(fr) for a in args])))
+            out.message("cat", read_for_cat(compiled([a(fr) for a in args])))
 
         return cat
 
@@ -738,7 +738,7 @@ class ProbeCompiler:
         out = self.rt.out
 
         def system(fr: Frame) -> None:
-            out.printf(run_system(compiled([a(fr) for a in args])))
+            out.message("syscall", run_system(compiled([a(fr) for a in args])))
 
         return system
 

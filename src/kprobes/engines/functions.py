@@ -191,11 +191,15 @@ def uprobe_binary(probe: ast.Probe) -> str:
     raise KprobesError("uaddr() needs a uprobe")
 
 
-def read_for_cat(path: str, limit: int = 1 << 20) -> str:
+#: Bytes ``cat()`` reads (bpftrace's BPFTRACE_CAT_BYTES_MAX, default 10 KiB; the CLI sets it).
+CAT_BYTES_MAX = 10240
+
+
+def read_for_cat(path: str, limit: Optional[int] = None) -> str:
     """``cat(path)``: the file's text (bpftrace prints it as is; an error goes to the output)."""
     try:
         with open(path, "rb") as fh:
-            return fh.read(limit).decode("utf-8", "replace")
+            return fh.read(CAT_BYTES_MAX if limit is None else limit).decode("utf-8", "replace")
     except OSError as exc:
         return f"ERROR: failed to open file '{path}': {exc.strerror}\n"
 

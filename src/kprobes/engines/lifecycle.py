@@ -202,8 +202,14 @@ class Lifecycle:
         if gate is not None:  # never released (exit() in BEGIN): closed only once it is dead
             os.close(gate)
 
-    def report_loss(self, lines: Iterable[str]) -> None:
-        """One stderr line per loss report (never hides the program's output)."""
+    def report_loss(self, lines: Iterable[str], lost: int = 0) -> None:
+        """One stderr line per loss report (never hides the program's output); with
+        ``-f json`` and ``lost`` events, bpftrace's ``lost_events`` record on the output too."""
+        if lost > 0 and getattr(self.output, "json", False):
+            from ..agg.json_output import lost_events_json
+
+            self.output.write(lost_events_json(lost))
+            self.output.flush()
         for ln in lines:
             self.err.write(ln.rstrip("\n") + "\n")
         self.err.flush()

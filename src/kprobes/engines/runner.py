@@ -143,7 +143,7 @@ def run_plan(
 
         with held_semaphores((ev.target for ev in plan.kernel_events), opts.pid or 0):
             run_main(lc, lambda lc: _loop(s, lc, table))
-        lc.report_loss(_loss_lines(s))
+        lc.report_loss(_loss_lines(s), _lost_count(s))
     return lc.finish(rt.maps.values())
 
 
@@ -207,6 +207,15 @@ def _loop(s: "Session", lc: Lifecycle, table: Dict[str, List[Tuple[ProbeRunner, 
                 runner(ev, target)
         except ExitProgram:
             s.stop()
+
+
+def _lost_count(s: object) -> int:
+    """How many events the kernel dropped (bpftrace's ``lost_events`` count), 0 if unknown."""
+    ledger = getattr(s, "ledger", None)
+    try:
+        return int(ledger.total_lost) if ledger is not None else 0
+    except (OSError, ValueError, KprobesError):
+        return 0
 
 
 def _loss_lines(s: object) -> List[str]:

@@ -35,6 +35,7 @@ from ..agg import (
     format_exit_json,
     format_map,
     format_map_json,
+    message_json,
     printf_json,
     time_json,
     value_json,
@@ -75,6 +76,14 @@ class Output:
     def time(self, text: str) -> None:
         self.stream.write(time_json(text) if self.json else text)
 
+    def message(self, kind: str, text: str, newline: bool = False) -> None:
+        """Output of ``cat`` (kind ``cat``), ``system`` (``syscall``) and ``join`` (``join``,
+        ``newline``: the text line ends with one); with ``-f json`` bpftrace's record of that type."""
+        if self.json:
+            self.stream.write(message_json(kind, text))
+        else:
+            self.stream.write(text + "\n" if newline else text)
+
     def print_map(self, m: BpfMap, top: int = 0, div: int = 1) -> None:
         if self.json:
             self.stream.write(format_map_json(m, top, div))
@@ -98,7 +107,12 @@ class Output:
 
             self.stream.write(format_folded(maps, self.offsets))
             return
-        self.stream.write(format_exit_json(maps) if self.json else format_exit(maps))
+        text = format_exit_json(maps) if self.json else format_exit(maps)
+        sep = getattr(self.stream, "exit_stream", None)  # bpftrace -o FILE: the blank lines on stdout
+        if sep is not None and text.startswith("\n\n"):
+            sep.write("\n\n")
+            text = text[2:]
+        self.stream.write(text)
 
 
 class ProcInfo:

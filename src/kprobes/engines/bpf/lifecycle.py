@@ -20,7 +20,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple
 
 from ...agg import compile_printf, format_time
-from ...errors import KprobesError, VerifierError
+from ...errors import EngineArmError, KprobesError, VerifierError
 from ..evaluator import ProbeCompiler, Runtime
 from ..lifecycle import Lifecycle, RunOptions, UserProbes, run_main
 from ..plan import Variant
@@ -90,18 +90,18 @@ class RecordDecoder:
             from ..functions import read_for_cat, run_system
 
             text = self._printf[rid](self.args(rec, raw))
-            out.printf(read_for_cat(text) if k == "cat" else run_system(text))
+            out.message("cat", read_for_cat(text)) if k == "cat" else out.message("syscall", run_system(text))
         elif k == "join":
             args = self.args(rec, raw)
             count = int(args[0])  # type: ignore[call-overload]
-            out.printf((rec.text or "").join(str(x) for x in args[1:1 + count]) + "\n")
+            out.message("join", (rec.text or "").join(str(x) for x in args[1:1 + count]), newline=True)
         elif k == "clear":
             self.maps[rec.map].clear()
         elif k == "zero":
             self.maps[rec.map].zero()
 
 
-def _verifier_failure(plan: BpfPlan, p: BpfProgram, e: VerifierError) -> KprobesError:
+def _verifier_failure(plan: BpfPlan, p: BpfProgram, e: VerifierError) -> EngineArmError:
     """A verifier rejection is a kprobes bug: name the probe, its source line, the log's end."""
     src = ""
     slots = [m.group(1) for m in re.finditer(r"^(\d+): \(", e.log, re.M)]
@@ -117,7 +117,7 @@ def _verifier_failure(plan: BpfPlan, p: BpfProgram, e: VerifierError) -> Kprobes
     where = ", ".join(ap.raw for ap in probe.attach_points)
     tail = "\n".join("  " + ln for ln in e.last_lines)
     line = f" at line {src}" if src else ""
-    return KprobesError(
+    return EngineArmError(
         f"kprobes bug: the kernel's BPF verifier refused the program of probe {p.probe_index + 1} "
         f"({where}){line}\nverifier log (last lines):\n{tail}",
         hint="please report this with the program; --engine tracefs runs it without BPF")
@@ -320,7 +320,7 @@ def run_plan(plan: BpfPlan, opts: RunOptions, out: TextIO, err: TextIO) -> int:
             reader.drops.update()
         status = lc.finish(maps.values())
     if loss.total:
-        lc.report_loss(["kprobes: " + "; ".join(loss.report())])
+        lc.report_loss(["kprobes: " + "; ".join(loss.report())], loss.total)
     return status
 
 
