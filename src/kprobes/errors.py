@@ -25,6 +25,7 @@ __all__ = [
     "ELFError",
     "BPFError",
     "VerifierError",
+    "EngineArmError",
     "caret_line",
 ]
 
@@ -188,3 +189,8 @@ class VerifierError(BPFError):
             message = message + "\nverifier log (last lines):\n" + "\n".join(
                 "  " + ln for ln in self.last_lines)
         super().__init__(message, errno=errno, hint=hint)
+
+
+class EngineArmError(KprobesError):
+    """An engine could not arm a program it had planned (the BPF verifier refused it):
+    nothing has run yet, so ``--engine auto`` runs the program on the next engine."""

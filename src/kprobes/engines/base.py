@@ -142,6 +142,10 @@ class Selection:
     requested: str
     reason: str = ""
     notes: List[str] = field(default_factory=list)
+    #: (auto) the checked program and options, to plan it again on the next engine
+    #: when this one cannot arm it (:class:`~kprobes.errors.EngineArmError`)
+    checked: Optional[Checked] = field(default=None, compare=False, repr=False)
+    options: Optional[PlanOptions] = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -167,7 +171,34 @@ class Selection:
         return head + body
 
     def run(self, opts: "RunOptions", out: TextIO, err: TextIO) -> int:
-        return self.engine.run(self.plan, opts, out, err)
+        """Run the plan; under ``auto``, an engine that cannot arm it (nothing ran yet)
+        hands it to the next engine that can plan it, with one stderr line saying why."""
+        from ..errors import EngineArmError
+        from ..lang.diagnostics import LangError
+
+        try:
+            return self.engine.run(self.plan, opts, out, err)
+        except EngineArmError as e:
+            if self.requested != AUTO or self.checked is None or self.options is None:
+                raise
+            failed, error = self.engine.name, e
+        later = AUTO_ORDER[AUTO_ORDER.index(failed) + 1:] if failed in AUTO_ORDER else []
+        for name in later:
+            eng = get_engine(name)
+            if eng.refusal(self.checked) is not None:
+                continue
+            try:
+                plan = eng.plan(self.checked, self.options)
+            except LangError:
+                continue
+            err.write(f"kprobes: using the {name} engine: the {failed} engine could not arm the "
+                      f"program: {_first_line(error)}\n")
+            err.flush()
+            from .._record import replace
+
+            # "Attaching N probes..." was printed already
+            return eng.run(plan, replace(opts, quiet=True), out, err)
+        raise error
 
 
 def _first_line(e: Exception) -> str:
@@ -206,7 +237,7 @@ def choose(prog: Checked, opts: PlanOptions, engine: str = AUTO) -> Selection:
             reasons.append(f"the {name} engine cannot run this program: {_first_line(e)}")
             last = e
             continue
-        return Selection(eng, plan, AUTO, reason="; ".join(reasons))
+        return Selection(eng, plan, AUTO, reason="; ".join(reasons), checked=prog, options=opts)
     raise KprobesError("no engine can run this program here: " + "; ".join(reasons),
                        hint="see kprobes doctor")
 
