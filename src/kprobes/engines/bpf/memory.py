@@ -145,20 +145,28 @@ class MemoryOps:
         self.a.ldx("dw", R0, R6, m.offset)
         self.normalize(R0, t)
 
-    def tp_field(self, e: ast.FieldAccess) -> "MemberInfo":
+    def tp_field(self, e: ast.FieldAccess, dynamic_ok: bool = False) -> "MemberInfo":
+        """The tracepoint field ``args.NAME`` (a ``__data_loc`` one only where
+        ``dynamic_ok``: see :meth:`tp_is_dynamic`)."""
         if self.tracepoint is None or self.types is None:
             raise self.error("args needs a tracepoint's format", e)
         fields = self.types.tracepoint_fields(*self.tracepoint)  # type: ignore[attr-defined]
         if not fields or e.field not in fields:
             raise self.error(f"no field {e.field} in tracepoint {':'.join(self.tracepoint)}", e)
         f = fields[e.field]
-        raw = getattr(self.types, "tracepoint_field", None)
-        if raw is not None:
-            fmt = raw(*self.tracepoint, e.field)
-            if fmt is not None and getattr(fmt, "is_dynamic", False):
-                raise self.error(f"args.{e.field} is a dynamic (__data_loc) field, which the BPF "
-                                 "engine cannot read yet", e)
+        if not dynamic_ok and self.tp_is_dynamic(e):
+            raise self.error(f"args.{e.field} is a dynamic (__data_loc) field: only its string "
+                             "value can be read", e)
         return f  # type: ignore[no-any-return]
+
+    def tp_is_dynamic(self, e: ast.FieldAccess) -> bool:
+        """``__data_loc`` field: the record holds a u32, (length << 16) | offset of the
+        data from the record's start."""
+        raw = getattr(self.types, "tracepoint_field", None)
+        if raw is None or self.tracepoint is None:
+            return False
+        fmt = raw(*self.tracepoint, e.field)
+        return fmt is not None and bool(getattr(fmt, "is_dynamic", False))
 
     def address(self, e: ast.Expr) -> None:
         """``r0`` = the address of the object ``e`` names (a member, an element, ``*p``)."""
@@ -321,17 +329,22 @@ class MemoryOps:
             t = self.type_of(e)
             with a.stack.scope():
                 self.zero(off, size)
+                dynamic = False
                 if self.is_args(e.expr):
-                    f = self.tp_field(e)
-                    a.mov64(R3, R6).add64(R3, f.offset)
+                    f = self.tp_field(e, dynamic_ok=True)
+                    dynamic = self.tp_is_dynamic(e)
+                    if dynamic:  # __data_loc: the string sits at ctx + (u32 & 0xffff)
+                        a.ldx("w", R3, R6, f.offset).and64(R3, 0xFFFF).add64(R3, R6)
+                    else:
+                        a.mov64(R3, R6).add64(R3, f.offset)
                     user = False
                 else:
                     self.address(e)
                     a.mov64(R3, R0)
                     user = self.user_memory
-                n = min(self.sizeof(t, e), size - 1)
+                n = size if dynamic else min(self.sizeof(t, e), size - 1)
                 self.fp(R1, off)
-                a.mov64(R2, n).call(self.probe_read(user))
+                a.mov64(R2, n).call(self.probe_read(user, string=dynamic))
             return
         raise self.error("this string expression is not supported by the BPF engine", e)
 
