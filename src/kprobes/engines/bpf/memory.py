@@ -160,13 +160,19 @@ class MemoryOps:
         return f  # type: ignore[no-any-return]
 
     def tp_is_dynamic(self, e: ast.FieldAccess) -> bool:
-        """``__data_loc`` field: the record holds a u32, (length << 16) | offset of the
-        data from the record's start."""
+        """``__data_loc`` / ``__rel_loc`` field: the record holds a u32, (length << 16) |
+        offset of the data (from the record's start; ``__rel_loc``: from the field's end)."""
+        return self.tp_dynamic_base(e) is not None
+
+    def tp_dynamic_base(self, e: ast.FieldAccess) -> Optional[int]:
+        """What the data offset of a dynamic field is added to, besides ctx (None: not dynamic)."""
         raw = getattr(self.types, "tracepoint_field", None)
         if raw is None or self.tracepoint is None:
-            return False
+            return None
         fmt = raw(*self.tracepoint, e.field)
-        return fmt is not None and bool(getattr(fmt, "is_dynamic", False))
+        if fmt is None or not getattr(fmt, "is_dynamic", False):
+            return None
+        return int(fmt.offset) + 4 if getattr(fmt, "is_rel_loc", False) else 0
 
     def address(self, e: ast.Expr) -> None:
         """``r0`` = the address of the object ``e`` names (a member, an element, ``*p``)."""
@@ -332,9 +338,12 @@ class MemoryOps:
                 dynamic = False
                 if self.is_args(e.expr):
                     f = self.tp_field(e, dynamic_ok=True)
-                    dynamic = self.tp_is_dynamic(e)
-                    if dynamic:  # __data_loc: the string sits at ctx + (u32 & 0xffff)
+                    base = self.tp_dynamic_base(e)
+                    dynamic = base is not None
+                    if base is not None:  # __data_loc: the string sits at ctx + (u32 & 0xffff)
                         a.ldx("w", R3, R6, f.offset).and64(R3, 0xFFFF).add64(R3, R6)
+                        if base:
+                            a.add64(R3, base)
                     else:
                         a.mov64(R3, R6).add64(R3, f.offset)
                     user = False
