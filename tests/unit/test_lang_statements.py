@@ -225,3 +225,14 @@ def test_sizeof_types_and_expressions_as_bpftrace() -> None:
 def test_sizeof_of_an_unknown_struct_is_bpftraces_error() -> None:
     assert ("stdin:1:14-33: ERROR: Unknown identifier: 'struct nope'"
             in error_of("BEGIN { @a = sizeof(struct nope); exit(); }"))
+
+
+# -- integer literals ---------------------------------------------------------------------------
+def test_scientific_and_suffixed_literals_as_bpftrace() -> None:
+    # bpftrace 0.17: @a: 2000 (2e3, 02e3 and 2e3u alike); 12e2 and 1e19 refused
+    assert both("@a = 2e3; @b = 02e3 + 1e0; @c = 2e3u; @d = 123UL + 0x2e3; @e = 9e18;") == {
+        "a": {(): 2000}, "b": {(): 2001}, "c": {(): 2000}, "d": {(): 123 + 0x2E3},
+        "e": {(): 9 * 10**18}}
+    assert ("ERROR: Coefficient part of scientific literal must be in range (0,9), got: 12"
+            in error_of("BEGIN { @c = 12e2; }"))
+    assert "ERROR: Exponent will overflow integer range: 19" in error_of("BEGIN { @c = 1e19; }")

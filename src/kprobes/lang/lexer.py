@@ -217,6 +217,12 @@ class _Lexer:
                 i += 1
             digits = text[start:i]
             base = 8 if len(digits) > 1 and digits[0] == "0" else 10
+            k = i + 1
+            while k < len(text) and text[k] in _DIGITS:
+                k += 1
+            if i < len(text) and text[i] == "e" and k > i + 1 and "_" not in digits:
+                self.scientific(start, i, k)
+                return
         # C integer suffixes (bpftrace >= 0.14): u, l, ul, lu, ll, ull, llu.
         j = i
         while j < len(text) and j - i < 3 and text[j] in "uUlL":
@@ -240,6 +246,23 @@ class _Lexer:
             self.error(f"integer literal '{literal}' is out of range", start, j)
             value = 0
         self.add("INT", start, j, value)
+
+    def scientific(self, start: int, e: int, end: int) -> None:
+        """``MeN`` (bpftrace >= 0.16): M*10^N, M one digit, an integer below 2^63."""
+        text = self.text
+        j = end
+        while j < len(text) and j - end < 3 and text[j] in "uUlL":
+            j += 1
+        self.pos = j
+        coeff, exp = int(text[start:e]), int(text[e + 1 : end])
+        if coeff > 9:
+            self.error(f"Coefficient part of scientific literal must be in range (0,9), got: {coeff}",
+                       start, end)
+            coeff = 0
+        elif exp > 18:
+            self.error(f"Exponent will overflow integer range: {exp}", start, end)
+            exp = 0
+        self.add("INT", start, j, coeff * 10**exp)
 
     @staticmethod
     def valid_digits(digits: str, base: int) -> bool:
