@@ -34,9 +34,10 @@ their parents.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 from xml.sax.saxutils import escape, quoteattr
+
+from .._record import dataclass, field
 
 __all__ = ["Node", "Frame", "build_tree", "layout", "render_svg", "PALETTES", "FlameOptions"]
 

@@ -37,9 +37,9 @@ instants) through the ``perfetto`` package's generated protos (optional:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
+from .._record import dataclass, field
 from ..errors import KprobesError
 from ..events.model import FieldValue, TraceEvent
 
