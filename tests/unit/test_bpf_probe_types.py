@@ -97,7 +97,7 @@ def test_kfunc_args_are_btf_typed_slots_of_the_context(types: KernelTypeProvider
         m.run(p.code, _ctx(FILE_ADDR, 0x7000, count, 0))  # type: ignore[arg-type]
     assert _map(plan, m, "c") == {(100,): 2, (8192,): 1}
     assert _map(plan, m, "f") == {(0x8002,): 3}
-    assert _map(plan, m, "p") == {("kfunc:vfs_read", "vfs_read"): 3}
+    assert _map(plan, m, "p") == {("kfunc:vmlinux:vfs_read", "vfs_read"): 3}
 
 
 def test_kretfunc_retval_follows_the_arguments_and_keeps_its_c_type(types: KernelTypeProvider) -> None:

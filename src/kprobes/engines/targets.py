@@ -267,7 +267,7 @@ def btf_targets(ap: ast.AttachPoint, btf: Optional[object], src: SymbolSource,
             continue
         ids = btf.ids_by_name(name, T.KIND_FUNC)  # type: ignore[attr-defined]
         if ids and _fentry_ok(btf, ids[0]):
-            out.append(Target(ap.provider, name, f"{ap.provider}:{name}", name))
+            out.append(Target(ap.provider, name, f"{ap.provider}:vmlinux:{name}", name))
     return out
 
 

@@ -487,7 +487,9 @@ class AttachPoint:
             return f"{self.provider}:{self.unit}:{self.period}"
         if self.provider == "usdt":
             return f"usdt:{self.target}:{self.module + ':' if self.module else ''}{self.func}"
-        if self.provider in ("kfunc", "kretfunc", "rawtracepoint"):
+        if self.provider in ("kfunc", "kretfunc"):  # bpftrace 0.17 names the BTF object
+            return f"{self.provider}:{self.module or 'vmlinux'}:{self.func}"
+        if self.provider == "rawtracepoint":
             return f"{self.provider}:{self.module + ':' if self.module else ''}{self.func}"
         if self.provider in ("software", "hardware"):
             return f"{self.provider}:{self.target}:{self.period}"
