@@ -19,9 +19,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
 
+from .._record import dataclass, field
 from ..errors import KprobesError
 
 if TYPE_CHECKING:

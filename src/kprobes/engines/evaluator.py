@@ -33,11 +33,10 @@ from ..lang import ast
 from ..lang.checked import CheckedProgram
 from ..lang.typesys import ArrayType, IntType, StringType, SymType, Type
 from . import functions as F
-from .fetch import plan_error
 from .functions import read_for_cat, run_system, uprobe_binary
-from .plan import Variant
 from .runtime import Output, ProcInfo
 from .targets import Target
+from .variant import Variant, plan_error
 
 __all__ = ["Frame", "Runtime", "ProbeCompiler", "ExitProgram", "ProbeRunner"]
 

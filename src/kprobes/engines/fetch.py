@@ -39,10 +39,11 @@ from .._record import dataclass
 from ..errors import BTFError, KprobesError
 from ..lang import ast
 from ..lang.checked import CheckedProgram
-from ..lang.diagnostics import ERROR, Diagnostic, LangError
-from ..lang.source import Source, Span
+from ..lang.diagnostics import LangError
+from ..lang.source import Span
 from ..lang.typesys import RecordType, StringType
 from ..probes.arch import Arch
+from .variant import plan_error
 
 if TYPE_CHECKING:
     from .provider import KernelTypeProvider
@@ -65,11 +66,6 @@ _C_INTS = {
 _NAME_CLEAN = re.compile(r"[^A-Za-z0-9_]+")
 _RESERVED = frozenset(["common_pid", "common_type", "common_flags", "common_preempt_count",
                        "__probe_ip", "__probe_func", "__probe_ret_ip", "CPU", "COMM", "cpu"])
-
-
-def plan_error(program: ast.Program, message: str, span: Optional[Span]) -> LangError:
-    """A bpftrace-style diagnostic pointing into the program."""
-    return LangError([Diagnostic(ERROR, message, span)], Source(program.text, program.filename))
 
 
 @dataclass(frozen=True)

@@ -220,7 +220,7 @@ def refuse_unsafe(checked: CheckedProgram, unsafe: bool) -> None:
     """``signal()``, ``system()`` and ``override()`` need ``--unsafe`` (bpftrace's wording)."""
     if unsafe:
         return
-    from .fetch import plan_error
+    from .variant import plan_error
 
     found: List[Tuple[str, object]] = []
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-from .._record import dataclass, field
+from .._record import dataclass
 from ..errors import KprobesError
 from ..lang import ast
 from ..lang.checked import CheckedProgram
@@ -35,6 +35,7 @@ from .targets import (
     misplaced_uprobe,
     not_found,
 )
+from .variant import KernelEvent, Variant, interval_ns
 
 if TYPE_CHECKING:
     from ..lang.source import Span
@@ -43,40 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["KernelEvent", "Variant", "ProgramPlan", "plan_program", "interval_ns"]
 
 _PREFIX = {"kprobe": "kp", "uprobe": "up", "usdt": "us", "tracepoint": "ep"}
-_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000}
-
-
-@dataclass(frozen=True)
-class KernelEvent:
-    """One event armed in the kernel.
-
-    ``kind`` is ``kprobe``/``uprobe`` (``definition`` for the probe's events
-    file), ``eprobe`` (``definition`` for ``dynamic_events``) or
-    ``tracepoint`` (the tracepoint ``SYS:EVENT`` itself, no definition).
-    ``event`` is the name its events carry; ``target`` the place it probes.
-    """
-
-    event: str
-    kind: str
-    target: Target
-    definition: Optional[str]
-    filter: Optional[str]
-    types: Tuple[Tuple[str, str], ...] = ()
-
-
-@dataclass
-class Variant:
-    """One probe's share of one fetch family (see the module docstring)."""
-
-    probe_index: int
-    family: str
-    fetches: Tuple[Fetch, ...] = ()
-    field_of: Dict[int, str] = field(default_factory=dict)
-    kernel_filter: Optional[str] = None
-    python_conjuncts: Tuple[ast.Expr, ...] = ()
-    events: List[KernelEvent] = field(default_factory=list)
-    period_ns: int = 0
-    eprobe: bool = False
 
 
 @dataclass
@@ -131,13 +98,6 @@ class ProgramPlan:
             lines.append(f"  python action: {body if len(body) <= 100 else body[:97] + '...'}")
         lines.append(f"attach: {self.attach_count} probes")
         return "\n".join(lines) + "\n"
-
-
-def interval_ns(ap: ast.AttachPoint) -> int:
-    """Period of ``interval:UNIT:N`` in nanoseconds (``hz``: N times a second)."""
-    if ap.unit == "hz":
-        return max(1, 1_000_000_000 // ap.period)
-    return ap.period * _UNITS[ap.unit]
 
 
 def _definition(ev_name: str, target: Target, fetches: Tuple[Fetch, ...], eprobe: bool) -> str:

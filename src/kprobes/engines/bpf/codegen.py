@@ -39,7 +39,7 @@ from ...lang.typesys import (
     StringType,
     Type,
 )
-from ..fetch import plan_error
+from ..variant import plan_error
 from .functions import INT_FUNCTIONS, FunctionOps, fmt_part
 from .layout import KeyPart
 from .memory import MemoryOps

@@ -23,9 +23,9 @@ from ...agg import compile_printf, format_time
 from ...errors import EngineArmError, KprobesError, VerifierError
 from ..evaluator import ProbeCompiler, Runtime
 from ..lifecycle import Lifecycle, RunOptions, UserProbes, run_main
-from ..plan import Variant
 from ..runtime import Output
 from ..targets import Target
+from ..variant import Variant
 from .kmaps import KernelMap
 from .layout import KeyPart
 from .plan import BpfPlan, BpfProgram

@@ -19,7 +19,6 @@ from ..._record import dataclass, field
 from ...bpf.asm import Program
 from ...bpf.maps import MapType, ProgType, enum_name
 from ...lang.checked import CheckedProgram
-from ..plan import interval_ns
 from ..targets import (
     DEFAULT_BUDGET,
     Governor,
@@ -29,6 +28,7 @@ from ..targets import (
     expand,
     not_found,
 )
+from ..variant import interval_ns
 from .codegen import ProbeCodegen
 from .unit import Caps, Unit
 
