@@ -236,3 +236,8 @@ def test_scientific_and_suffixed_literals_as_bpftrace() -> None:
     assert ("ERROR: Coefficient part of scientific literal must be in range (0,9), got: 12"
             in error_of("BEGIN { @c = 12e2; }"))
     assert "ERROR: Exponent will overflow integer range: 19" in error_of("BEGIN { @c = 1e19; }")
+
+
+def test_struct_declarations_are_refused_with_the_reason() -> None:
+    assert ("ERROR: struct declarations are not supported: kernel types come from BTF"
+            in error_of("struct x { int a; }\nBEGIN { @ = 1; }"))

@@ -113,6 +113,9 @@ class _Parser:
                 self.preproc(self.advance())
             elif tok.kind == "ATTACH" and tok.text.split("=")[0] == "config":
                 self.fatal("config blocks are not supported yet", tok.span)
+            elif tok.kind == "ATTACH" and tok.text in ("struct", "union"):
+                self.fatal(f"{tok.text} declarations are not supported: kernel types come from "
+                           f"BTF (cast to ({tok.text} NAME *) with a type the kernel has)", tok.span)
             elif tok.kind == "ATTACH":
                 probes.append(self.probe())
             else:
