@@ -76,3 +76,11 @@ def test_cpid_is_the_pid_of_the_command() -> None:
     outs = [_run(engine, [], program) for engine in ("tracefs", "bpf")]
     assert outs[0] == outs[1]
     assert "cpid set: 1\n" in outs[1] and "@calls: 5\n" in outs[1], outs[1]
+
+
+def test_positional_parameters_in_the_attach_point() -> None:
+    _need()
+    program = 'tracepoint:syscalls:sys_enter_$1 /comm == str($2)/ { @[probe] = count(); }'
+    outs = [_run(engine, ["getppid", "kpstmtwork"], program) for engine in ("tracefs", "bpf")]
+    assert outs[0] == outs[1]
+    assert "@[tracepoint:syscalls:sys_enter_getppid]: 5\n" in outs[1], outs[1]

@@ -241,3 +241,14 @@ def test_scientific_and_suffixed_literals_as_bpftrace() -> None:
 def test_struct_declarations_are_refused_with_the_reason() -> None:
     assert ("ERROR: struct declarations are not supported: kernel types come from BTF"
             in error_of("struct x { int a; }\nBEGIN { @ = 1; }"))
+
+
+def test_positional_parameters_in_attach_points() -> None:
+    # bpftrace 0.17 accepts uprobe:$1:atoi, tracepoint:syscalls:sys_enter_$1, interval:ms:$1
+    c = checked("uprobe:$1:atoi, tracepoint:syscalls:sys_enter_$2, interval:ms:$3 { @[probe] = count(); }",
+                ["/lib/libc.so.6", "getppid", "100"])
+    names = [ap.name for ap in c.program.probes[0].attach_points]
+    assert names == ["uprobe:/lib/libc.so.6:atoi", "tracepoint:syscalls:sys_enter_getppid",
+                     "interval:ms:100"]
+    assert "ERROR: interval frequency should be a positive integer" in error_of(
+        "interval:ms:$1 { @ = 1; }", ["x"])

@@ -7,7 +7,9 @@ bpftrace 0.17's rules (checked against it on a host):
   int64), else using it numerically is an error that says to use ``str($N)``;
 * ``str($N)`` (and ``str($N, n)``) is the argument as a string;
 * a missing argument is ``0``, resp. ``""``; ``$0`` is refused;
-* ``$#`` is the number of arguments (``str($#)`` is refused).
+* ``$#`` is the number of arguments (``str($#)`` is refused);
+* in an attach point (``uprobe:$1:main``, ``interval:ms:$2``) a parameter is its text
+  (a missing one: nothing), and the attach point is parsed after the substitution.
 
 :func:`substitute` runs before type checking, so both engines only ever see
 integer and string literals (with the parameter's span, for diagnostics).
@@ -23,7 +25,12 @@ from . import ast
 from .diagnostics import ERROR, Diagnostic, LangError
 from .source import Source
 
-__all__ = ["substitute", "numeric_value", "rewrite"]
+__all__ = ["substitute", "numeric_value", "rewrite", "PARAM_IN_ATTACH", "PARAM_PROVIDER"]
+
+#: ``$N``/``$#`` inside an attach point (``uprobe:$1:main``, ``interval:ms:$2``).
+PARAM_IN_ATTACH = re.compile(r"\$(\d+|#)")
+#: The provider of an attach point the parser left for :func:`substitute` to parse.
+PARAM_PROVIDER = "$params"
 
 _NUMBER = re.compile(r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 _INT64_MAX = (1 << 63) - 1
@@ -112,7 +119,26 @@ class _Substituter:
             return ast.Unary("-", ast.IntLit(-value, p.span), p.span)
         return ast.IntLit(value, p.span)
 
+    def attach_point(self, ap: ast.AttachPoint) -> ast.AttachPoint:
+        """``ap`` with its parameters replaced by their text (missing: ""), then parsed."""
+        from .attach import AttachError, parse_attach_point
+
+        def text(m: "re.Match[str]") -> str:
+            if m.group(1) == "#":
+                return str(len(self.params))
+            n = int(m.group(1))
+            return self.params[n - 1] if 1 <= n <= len(self.params) else ""
+
+        raw = PARAM_IN_ATTACH.sub(text, ap.raw)
+        try:
+            return parse_attach_point(raw, ap.span)
+        except AttachError as exc:
+            self.diags.append(Diagnostic(ERROR, exc.message, ap.span, exc.hints))
+            return ast.AttachPoint("invalid", raw, ap.span)
+
     def __call__(self, node: Any) -> Any:
+        if isinstance(node, ast.AttachPoint):
+            return self.attach_point(node) if node.provider == PARAM_PROVIDER else node
         if isinstance(node, ast.Param):
             return self.as_int(node)
         if isinstance(node, ast.Call) and node.name == "str" and node.args \

@@ -18,6 +18,7 @@ from .attach import AttachError, parse_attach_point
 from .builtins import C_TYPE_ALIASES, INT_TYPES, is_builtin_name
 from .diagnostics import ERROR, WARNING, Diagnostic, LangError
 from .lexer import Token, describe, tokenize
+from .params import PARAM_IN_ATTACH, PARAM_PROVIDER
 from .source import Source, Span
 
 __all__ = ["parse_program", "MAX_EXPR_HEIGHT", "MAX_BLOCK_DEPTH"]
@@ -161,6 +162,9 @@ class _Parser:
 
     def attach_point(self) -> ast.AttachPoint:
         tok = self.expect("ATTACH", "attach point")
+        if "$" in tok.text and PARAM_IN_ATTACH.search(tok.text):
+            # uprobe:$1:main: parsed once the parameters are known (lang.params)
+            return ast.AttachPoint(PARAM_PROVIDER, tok.text, tok.span)
         try:
             return parse_attach_point(tok.text, tok.span)
         except AttachError as exc:
