@@ -142,3 +142,14 @@ def test_kfunc_runs_or_auto_refuses_with_the_kernels_reason() -> None:
     assert rc != 0
     assert "kfunc/kretfunc (fentry/fexit) do not work here" in err and feats.fentry_reason in err, err
     assert "--engine bpf" in err and "kprobe:/kretprobe: form" in err, err
+
+
+def test_listing_kfunc_rawtracepoint_and_perf_events() -> None:
+    rc, out, err = run_cli(["-l", "kfunc:vfs_rea*"])
+    assert rc == 0 and "kfunc:vmlinux:vfs_read\n" in out, err
+    rc, out, err = run_cli(["-lv", "kretfunc:vfs_read"])
+    assert rc == 0 and out.startswith("kretfunc:vmlinux:vfs_read\n") and "size_t count" in out, out
+    rc, out, err = run_cli(["-l", "rt:sched_switch"])
+    assert rc == 0 and out == "rawtracepoint:sched_switch\n", out + err
+    rc, out, err = run_cli(["-l", "software:*"])
+    assert rc == 0 and len(out.splitlines()) == 11 and "software:page-faults:\n" in out, out

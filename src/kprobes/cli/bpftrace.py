@@ -259,7 +259,9 @@ def _split_glob(glob: Optional[str]) -> tuple[str, str]:
     if ":" not in glob:
         return "*", glob
     head, _, rest = glob.partition(":")
-    aliases = {"k": "kprobe", "kr": "kretprobe", "t": "tracepoint", "u": "uprobe"}
+    aliases = {"k": "kprobe", "kr": "kretprobe", "t": "tracepoint", "u": "uprobe", "f": "kfunc",
+               "fr": "kretfunc", "fentry": "kfunc", "fexit": "kretfunc", "rt": "rawtracepoint",
+               "s": "software", "h": "hardware"}
     return aliases.get(head, head), rest
 
 
@@ -283,7 +285,38 @@ def list_probes(glob: Optional[str], verbose: bool, streams: Streams) -> int:
         _list_kprobes(provider, rest, verbose, out, kernel)
     if fnmatch.fnmatchcase("tracepoint", provider) and root is not None:
         _list_tracepoints(rest, verbose, out, root)
+    _list_bpf_only(provider, rest, verbose, out, kernel)
     return 0
+
+
+def _list_bpf_only(provider: str, pattern: str, verbose: bool, out: TextIO, kernel: "Kernel") -> None:
+    """kfunc/kretfunc (BTF functions ftrace can hook), rawtracepoint (btf_trace_*),
+    software/hardware events (bpftrace 0.17's tables)."""
+    from ..lang.attach import HARDWARE_EVENTS, SOFTWARE_EVENTS
+
+    for kind, table in (("software", SOFTWARE_EVENTS), ("hardware", HARDWARE_EVENTS)):
+        if fnmatch.fnmatchcase(kind, provider):
+            for ev in sorted(table):
+                if fnmatch.fnmatchcase(ev, pattern.rstrip(":") or "*"):
+                    out.write(f"{kind}:{ev}:\n")
+    kinds = [k for k in ("kfunc", "kretfunc", "rawtracepoint") if fnmatch.fnmatchcase(k, provider)]
+    if not kinds or kernel.btf is None:
+        return
+    from ..engines.targets import SymbolSource, btf_targets
+    from ..lang.ast import AttachPoint
+    from ..lang.source import Span
+
+    glob = pattern.split(":", 1)[1] if pattern.startswith("vmlinux:") else pattern
+    src = SymbolSource(lambda: kernel.symbols, tracefs_root=kernel.tracefs_root)
+    for kind in kinds:
+        ap = AttachPoint(kind, f"{kind}:{glob}", Span(1, 1, 1, 1, 0, 0), func=glob if any(
+            c in glob for c in "*?[") else glob + "*")
+        for t in btf_targets(ap, kernel.btf, src):
+            if not fnmatch.fnmatchcase(t.func, glob or "*"):
+                continue
+            out.write(t.name + "\n")
+            if verbose and kind != "rawtracepoint":
+                out.write(_btf_params(kernel.btf, t.func))
 
 
 def _list_kprobes(provider: str, pattern: str, verbose: bool, out: TextIO, kernel: "Kernel") -> None:
