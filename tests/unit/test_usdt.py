@@ -170,3 +170,16 @@ def test_usdt_fetches_replace_placeholders_per_site() -> None:
             usdt_fetches((Fetch(f"arg{n}", usdt_slot(n), usdt_slot(n)),), t2)
     with pytest.raises(KprobesError, match="constant 1: it cannot be dereferenced"):
         usdt_fetches((Fetch("s", f"+0({usdt_slot(2)})", "ustring"),), t2)
+
+
+def test_checker_usdt_builtins() -> None:
+    from kprobes.lang import LangError, check, parse_program
+
+    checked = check(parse_program('usdt:/bin/x:p:n { @[arg0, probe] = count(); printf("%d %s\\n", '
+                                  'arg5, str(arg1)); }'))
+    assert checked.probes[0].args == {0, 1, 5}
+    for text, msg in (("usdt:/bin/x:n { print(sarg0) }", "sarg0 builtin can only be used"),
+                      ("usdt:/bin/x:n { print(retval) }", "retval builtin can only be used"),
+                      ("usdt:/bin/x:n { print(arg6) }", "doesn't support arg6")):
+        with pytest.raises(LangError, match=msg):
+            check(parse_program(text))

@@ -468,7 +468,7 @@ class _Checker(CallChecks):
 
     def sarg_builtin(self, e: ast.Builtin) -> Type:
         """``sargN``: the Nth 8-byte slot above the return address on the stack."""
-        bad = [p for p in self.providers if p not in ARG_PROVIDERS]
+        bad = [p for p in self.providers if p not in ARG_PROVIDERS or p == "usdt"]
         if bad:
             self.error(
                 f"The {e.name} builtin can only be used with 'kprobes' and 'uprobes' probes",
