@@ -77,8 +77,9 @@ def test_profile_folded_to_flamegraph(tmp_path: Path, spinner: "subprocess.Popen
         total += int(n)
     hot = [ln for ln in lines if ln.split(" ")[0].endswith(";main;spin_inner")]
     assert hot, r.stdout
-    # 99 Hz for 1.5 s on a process that never sleeps: most samples are in spin_inner.
-    assert 60 <= total <= 200 and sum(int(ln.rsplit(" ", 1)[1]) for ln in hot) >= total * 0.8
+    # 99 Hz for 1.5 s: at most ~150 samples of a process that never sleeps (fewer when the
+    # machine is busy and it waits for a CPU), most of them in spin_inner.
+    assert 10 <= total <= 200 and sum(int(ln.rsplit(" ", 1)[1]) for ln in hot) >= total * 0.8
     folded = tmp_path / "spin.folded"
     folded.write_text(r.stdout)
     svg = tmp_path / "spin.svg"
