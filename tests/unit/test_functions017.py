@@ -246,3 +246,19 @@ def test_unsafe_functions_need_unsafe(call: str) -> None:
     else:
         with pytest.raises(LangError, match="needs --engine bpf"):
             make_plan(text, unsafe=True)
+
+
+def test_override_only_on_error_injection_functions(tmp_path: object) -> None:
+    from kprobes.engines.functions import refuse_override
+
+    listing = os.path.join(str(tmp_path), "list")
+    with open(listing, "w") as fh:
+        fh.write("should_failslab\tERRNO\n__x64_sys_open\tERRNO\n")
+    c = check(parse_program("kprobe:should_failslab, kprobe:vfs_read { override(-12); } "
+                            "kprobe:vfs_write { @x = 1; }"))
+    refuse_override(c, 0, ["should_failslab"], listing)
+    refuse_override(c, 1, ["vfs_write"], listing)  # no override() in that probe
+    with pytest.raises(LangError, match="override\\(\\) needs a function marked ALLOW_ERROR_INJECTION; "
+                       "vfs_read is not one"):
+        refuse_override(c, 0, ["should_failslab", "vfs_read"], listing)
+    refuse_override(c, 0, ["vfs_read"], os.path.join(str(tmp_path), "absent"))  # the kernel decides

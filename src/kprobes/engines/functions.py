@@ -39,6 +39,7 @@ __all__ = [
     "format_strftime", "format_strerror", "format_ntop", "format_macaddr", "format_buf",
     "format_username", "format_fmt", "kernel_address", "user_address", "cgroup_id",
     "refuse_unsafe", "AF_INET", "AF_INET6", "uprobe_binary", "read_for_cat", "run_system",
+    "refuse_override", "ERROR_INJECTION_LIST",
 ]  # fmt: skip
 
 AF_INET = 2
@@ -246,4 +247,47 @@ def refuse_unsafe(checked: CheckedProgram, unsafe: bool) -> None:
         err = plan_error(checked.program, f"{name}() is an unsafe function being used in safe "
                          "mode", span)  # type: ignore[arg-type]
         err.hint = f"{name}() changes the traced system: pass --unsafe if you mean it"
+        raise err
+
+
+#: Functions the kernel lets ``bpf_override_return`` change (debugfs; CONFIG_FUNCTION_ERROR_INJECTION).
+ERROR_INJECTION_LIST = "/sys/kernel/debug/error_injection/list"
+
+
+def refuse_override(checked: CheckedProgram, index: int, funcs: List[str],
+                    listing: str = ERROR_INJECTION_LIST) -> None:
+    """``override()`` only on functions marked ``ALLOW_ERROR_INJECTION`` (when the kernel's
+    list is readable; otherwise the kernel's attach refuses the others)."""
+    from .variant import plan_error
+
+    found: List[object] = []
+
+    def visit(node: object) -> None:
+        if found:
+            return
+        if isinstance(node, ast.Call) and node.name == "override":
+            found.append(node.span)
+            return
+        if isinstance(node, tuple):
+            for x in node:
+                visit(x)
+            return
+        for name in getattr(node, "__dataclass_fields__", ()):
+            if name != "span":
+                visit(getattr(node, name))
+
+    probe = checked.program.probes[index]
+    visit(probe.body)
+    if not found:
+        return
+    try:
+        with open(listing, encoding="ascii", errors="replace") as fh:
+            allowed = {line.split()[0] for line in fh if line.strip()}
+    except OSError:
+        return
+    bad = [f for f in funcs if f.split(":")[-1] not in allowed]
+    if bad:
+        err = plan_error(checked.program, f"override() needs a function marked "
+                         f"ALLOW_ERROR_INJECTION; {bad[0]} is not one", found[0])  # type: ignore[arg-type]
+        err.hint = f"the kernel lists the functions it allows in {listing}"
         raise err

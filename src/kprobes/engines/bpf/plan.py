@@ -217,6 +217,10 @@ def plan_checked(
     gov.check(total, f"{biggest[0]} expands to {biggest[1]}" if biggest[1] > 1 else "")
     unit.size_target_maps(total)
     for index, provider, group, tp in work:
+        if provider == "kprobe":
+            from ..functions import refuse_override
+
+            refuse_override(checked, index, [t.func for t in group])
         base = unit.add_targets([(t.name, t.func) for t in group])
         gen = ProbeCodegen(unit, index, provider, [(t.name, t.func) for t in group],
                            arch=arch, types=types, target_base=base, tracepoint=tp, pid=opts.pid,
