@@ -36,6 +36,7 @@ tracepoint:syscalls:sys_enter_getppid /comm == str($2)/ {
   @m <<= 2; @m >>= 1;
   $v = 10; $v -= 25; $v *= 3; $v /= 4; $v <<= 1; $v >>= 60; $v %= 7; $v ^= 2; $v |= 8; $v &= 12;
   @v = $v; @pre = ++$i; @post = $i++; @after = $i;
+  $t = (str($2), $i, (int8)-1); @tup[$#] = $t; @t0 = $t.1 + @tup[$#].1;
 }
 """
 
@@ -65,7 +66,7 @@ def test_statements_and_parameters_agree_on_both_engines() -> None:
     assert tracefs == bpf
     # 1..40 without the multiples of 3: 820 - 3 * (1 + ... + 13) = 547
     for line in ("@s: 547", "@last: 40", "@u: 15", "@d: -15", "@n[3]: 5", "@pre: 41",
-                 "@post: 41", "@after: 42"):
+                 "@post: 41", "@after: 42", "@tup[3]: (kpstmtwork, 42, -1)", "@t0: 84"):
         assert line + "\n" in bpf, (line, bpf)
 
 

@@ -2,7 +2,7 @@
 
 One program uses while/break/continue, ``unroll($3)``, every compound assignment on a
 ``$var`` and on a map, ``++``/``--`` (pre and post, maps), positional parameters
-(``str($1)``, ``$2``, ``$#``), ``sizeof`` of a BTF struct and ``cpid``.  It runs once
+(``str($1)``, ``$2``, ``$#``), ``sizeof`` of a BTF struct, ``cpid`` and tuples.  It runs once
 under bpftrace (beside kprobes' tracefs engine) and through
 ``kprobes.prepare_program(..., params=...)`` on both engines, on the deterministic
 workload of test_bpftrace_diff; the sorted map lines must be equal.
@@ -31,6 +31,7 @@ kprobe:vfs_write /comm == str($1)/ {
   @pre = ++@cnt; @post = @cnt2++; @dec = --@down; @n = $#;
   @sz = sizeof(struct task_struct) + sizeof(comm) + sizeof(uint16);
   @child = pid == cpid;
+  @tup[arg2] = ("w", arg2 * 2, (int8)-1); $tt = (1, "x"); @ti = $tt.0 + @tup[arg2].1;
 }
 """
 
@@ -63,4 +64,5 @@ def test_statements_and_positional_parameters_same_as_bpftrace(workload: str) ->
             f"\n--- bpftrace\n{bt_out}\n--- kprobes {engine}\n{out}")
     lines = normalize(outs["bpf"], False)[1]
     assert "@s: 547" in lines and "@u: 21" in lines and "@child: 1" in lines, lines
+    assert "@tup[65536]: (w, 131072, -1)" in lines and "@ti: 131073" in lines, lines
     assert session_leftovers() == []

@@ -222,7 +222,7 @@ def test_provider_typo_gets_a_hint() -> None:
     "text, message",
     [
         ("config = { max_map_keys = 1 } BEGIN { }", "config blocks are not supported yet"),
-        ("BEGIN { @x = (1, 2); }", "tuples are not supported yet"),
+        ("BEGIN { @x = (1, 2, ); }", "syntax error, unexpected )"),
         ("BEGIN { @x = offsetof(struct task_struct, pid); }", "offsetof() is not supported yet"),
         ("BEGIN { break; }", "break used outside of a loop"),
         ("BEGIN { $x = 1 @y = 2 }", "syntax error, unexpected map, expecting ; or }"),

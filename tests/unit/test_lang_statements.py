@@ -252,3 +252,55 @@ def test_positional_parameters_in_attach_points() -> None:
                      "interval:ms:100"]
     assert "ERROR: interval frequency should be a positive integer" in error_of(
         "interval:ms:$1 { @ = 1; }", ["x"])
+
+
+# -- tuples ---------------------------------------------------------------------------------------
+def test_tuples_as_values_on_both_engines() -> None:
+    maps = both('$t = (1, "ab", -3); @t = $t; @x = $t.0 + $t.2; @s[$t.1] = $t.2;'
+                ' @m[2] = (1, "ab"); @m[1] = (5, "c"); $u = @m[7]; @z = $u.1 == "";'
+                ' @w = @m[1].0; $v = (2, "a"); $v = (3, "abcd"); @v = $v;'
+                ' @q = ($v.1, $t.0 > 0 ? (int8)-1 : 2); @r = @m[2].1;')
+    assert maps["t"] == {(): (1, "ab", -3)} and maps["x"] == {(): -2}
+    assert maps["m"] == {(2,): (1, "ab"), (1,): (5, "c")} and maps["z"] == {(): 1}
+    assert maps["v"] == {(): (3, "abcd")} and maps["q"] == {(): ("abcd", -1)}
+    assert maps["r"] == {(): "ab"} and maps["w"] == {(): 5}
+
+
+def test_tuples_print_as_bpftrace() -> None:
+    # bpftrace 0.17: print((7, "q")) -> (7, q); maps of tuples in key order; JSON [5,"c"]
+    from kprobes.agg import BpfMap
+    from kprobes.agg.aggregations import TupleValue
+    from kprobes.agg.json_output import format_exit_json
+    from kprobes.agg.text import format_map
+
+    _, out = evaluate('print((7, "q")); $t = ((uint8)255, (int8)-1, "x"); print($t);')
+    assert out == "(7, q)\n(255, -1, x)\n"
+    m = BpfMap("@t", TupleValue())
+    for k, v in ((2, (1, "ab")), (1, (5, "c")), (3, (0, "z"))):
+        m.update(k, v)
+    assert format_map(m) == "@t[1]: (5, c)\n@t[2]: (1, ab)\n@t[3]: (0, z)\n"
+    assert '"@t": {"1": [5,"c"], "2": [1,"ab"], "3": [0,"z"]}' in format_exit_json([m])
+
+
+def test_print_of_a_tuple_is_one_bpf_record() -> None:
+    c = checked('kprobe:f { $t = (arg0, "ab"); print($t); }')
+    unit = Unit(c, Caps())
+    prog = ProbeCodegen(unit, 0, "kprobe", [("kprobe:f", "f")]).compile()
+    m = Machine()
+    m.run(prog, pt_regs(di=42))
+    rec = unit.records[int.from_bytes(m.records[0][:8], "little")]
+    assert rec.kind == "print_value"
+    assert rec.parts[0].decode(m.records[0][8:8 + rec.parts[0].size]) == (42, "ab")
+
+
+@pytest.mark.parametrize("text,message", [
+    ('BEGIN { $t = (1, 2); $t = (3, "a"); }',
+     "stdin:1:22-35: ERROR: Tuple type mismatch: (int64,int64) != (int64,string[2])."),
+    ("BEGIN { $t = (1, 2); $x = $t.2; }",
+     "stdin:1:27-31: ERROR: Invalid tuple index: 2. Found 2 elements in tuple."),
+    ("BEGIN { @k[(1, 2)] = 5; }", "ERROR: tuple cannot be used as a map key. Try a multi-key "
+     "associative array instead (eg `@map[$1, $2] = ...)`."),
+    ("BEGIN { $x = 1; @ = $x.0; }", "ERROR: Can not access index 0 on expression of type 'int64'"),
+])
+def test_tuple_errors_are_bpftraces(text: str, message: str) -> None:
+    assert message in error_of(text)

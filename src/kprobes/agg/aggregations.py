@@ -38,6 +38,8 @@ __all__ = [
     "LinearHist",
     "IntValue",
     "StrValue",
+    "TupleValue",
+    "tuple_text",
     "to_s64",
     "to_u64",
     "c_div",
@@ -515,3 +517,39 @@ class StrValue(Aggregation):
 
     def __repr__(self) -> str:
         return f"StrValue({self.value!r})"
+
+
+def tuple_text(value: tuple[object, ...]) -> str:
+    """A tuple as bpftrace prints it: ``(1, ab, -3)``."""
+    return "(" + ", ".join(tuple_text(v) if isinstance(v, tuple) else str(v) for v in value) + ")"
+
+
+class TupleValue(Aggregation):
+    """The value of ``@m[k] = (a, b, ...)``: each ``add`` replaces it.
+
+    Maps of tuples print in key order, as maps of strings.
+    """
+
+    __slots__ = ("value",)
+    kind = "tuple"
+
+    def __init__(self, value: tuple[object, ...] = ()) -> None:
+        self.value = value
+
+    def add(self, value: object = None) -> None:
+        if not isinstance(value, tuple):
+            raise KprobesError(f"tuple assignment needs a tuple, got {type(value).__name__}")
+        self.value = value
+
+    def merge(self, other: TupleValue) -> None:
+        self._check_same(other)
+        self.value = other.value
+
+    def zero(self) -> None:
+        self.value = tuple(0 if isinstance(v, int) else "" for v in self.value)
+
+    def empty(self) -> TupleValue:
+        return TupleValue()
+
+    def __repr__(self) -> str:
+        return f"TupleValue({self.value!r})"

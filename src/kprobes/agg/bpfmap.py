@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Union
 
-from kprobes.agg.aggregations import Aggregation, Count, StrValue
+from kprobes.agg.aggregations import Aggregation, Count, StrValue, TupleValue
 from kprobes.errors import KprobesError
 
 __all__ = ["BpfMap", "Key", "KeyPart", "normalize_key", "key_sort_key"]
@@ -176,7 +176,7 @@ class BpfMap:
     def sorted_items(self) -> list[tuple[Key, Aggregation]]:
         """Entries in bpftrace's print order (see the module docstring)."""
         by_key = sorted(self._entries.items(), key=lambda kv: key_sort_key(kv[0]))
-        if isinstance(self.template, StrValue):
+        if isinstance(self.template, (StrValue, TupleValue)):
             return by_key
         # Python's sort is stable: ties keep key order.
         return sorted(by_key, key=lambda kv: kv[1].sort_value())

@@ -36,6 +36,7 @@ from kprobes.agg.aggregations import (
     Stats,
     StrValue,
     Sum,
+    TupleValue,
     c_div,
 )
 from kprobes.agg.bpfmap import BpfMap, Key
@@ -129,6 +130,8 @@ def _value_json(agg: Aggregation, div: int) -> str:
         return str(c_div(agg.value, div))
     if isinstance(agg, StrValue):
         return _quote(agg.value)
+    if isinstance(agg, TupleValue):
+        return _plain_json(agg.value)
     if isinstance(agg, Log2Hist):
         return hist_json(agg, div)
     if isinstance(agg, LinearHist):

@@ -39,7 +39,9 @@ from kprobes.agg.aggregations import (
     Stats,
     StrValue,
     Sum,
+    TupleValue,
     c_div,
+    tuple_text,
 )
 from kprobes.agg.bpfmap import BpfMap, Key
 from kprobes.errors import KprobesError
@@ -162,6 +164,8 @@ def _value_text(agg: Aggregation, div: int) -> str:
         return str(c_div(agg.value, div))
     if isinstance(agg, StrValue):
         return agg.value
+    if isinstance(agg, TupleValue):
+        return tuple_text(agg.value)
     raise KprobesError(f"not a scalar map value: {agg!r}")  # pragma: no cover
 
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..agg import BpfMap, compile_printf, format_time
-from ..agg.aggregations import Avg, Count, IntValue, Max, Min, StrValue, Sum
+from ..agg.aggregations import Avg, Count, IntValue, Max, Min, StrValue, Sum, TupleValue
 from ..errors import KprobesError
 from ..events.model import TraceEvent
 from ..lang import ast
 from ..lang.checked import CheckedProgram
-from ..lang.typesys import ArrayType, IntType, StringType, SymType, Type
+from ..lang.typesys import ArrayType, IntType, StringType, SymType, TupleType, Type
 from . import functions as F
 from .functions import read_for_cat, run_system, uprobe_binary
 from .runtime import Output, ProcInfo
@@ -142,6 +142,15 @@ def _trunc(s: str, limit: int) -> str:
     return raw[:limit].decode("utf-8", "ignore")
 
 
+def _zero_of(t: Type) -> Any:
+    """The value of a ``$variable`` or map entry of type ``t`` never assigned: 0, "", (0, "")."""
+    if isinstance(t, StringType):
+        return ""
+    if isinstance(t, TupleType):
+        return tuple(_zero_of(e) for e in t.elems)
+    return 0
+
+
 def _agg_value(agg: Any) -> Any:
     if isinstance(agg, Count):
         return agg.count
@@ -151,7 +160,7 @@ def _agg_value(agg: Any) -> Any:
         return agg.value
     if isinstance(agg, Avg):
         return agg.average
-    if isinstance(agg, StrValue):
+    if isinstance(agg, (StrValue, TupleValue)):
         return agg.value
     raise KprobesError(f"map value {agg!r} cannot be read")  # pragma: no cover - checker
 
@@ -339,10 +348,11 @@ class ProbeCompiler:
 
         return compound
 
-    @staticmethod
-    def map_reader(m: BpfMap) -> Callable[[Tuple[Any, ...]], Any]:
+    def map_reader(self, m: BpfMap) -> Callable[[Tuple[Any, ...]], Any]:
         get = m.get
         default: Any = "" if isinstance(m.template, StrValue) else 0
+        if isinstance(m.template, TupleValue):
+            default = _zero_of(self.checked.maps[m.name.lstrip("@")].value_type)
 
         def read(k: Tuple[Any, ...]) -> Any:
             agg = get(k)
@@ -396,8 +406,16 @@ class ProbeCompiler:
 
     def x_Var(self, e: ast.Var) -> Fn:
         name = e.name
-        default: Any = "" if isinstance(self.type_of(e), StringType) else 0
+        default: Any = _zero_of(self.type_of(e))
         return lambda fr: fr.vars.get(name, default)
+
+    def x_Tuple(self, e: ast.Tuple) -> Fn:
+        elems = tuple(self.expr(x) for x in e.elems)
+        return lambda fr: tuple(f(fr) for f in elems)
+
+    def x_TupleIndex(self, e: ast.TupleIndex) -> Fn:
+        inner, i = self.expr(e.expr), e.index
+        return lambda fr: inner(fr)[i]
 
     def x_Builtin(self, e: ast.Builtin) -> Fn:
         rt = self.rt

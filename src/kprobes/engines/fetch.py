@@ -241,6 +241,11 @@ class FetchFinder:
             self.expr(e.expr)
         elif isinstance(e, ast.IncDec):
             self.expr(e.target)
+        elif isinstance(e, ast.Tuple):
+            for x in e.elems:
+                self.expr(x)
+        elif isinstance(e, ast.TupleIndex):
+            self.expr(e.expr)
 
     def builtin(self, e: ast.Builtin) -> None:
         n = e.arg_index

@@ -40,11 +40,11 @@ from ..agg import (
     time_json,
     value_json,
 )
-from ..agg.aggregations import Aggregation
+from ..agg.aggregations import Aggregation, TupleValue, tuple_text
 from ..errors import KprobesError
 from ..lang import ast
 from ..lang.checked import CheckedProgram
-from ..lang.typesys import AggType, IntType, PointerType
+from ..lang.typesys import AggType, IntType, PointerType, TupleType
 
 __all__ = ["Output", "ProcInfo", "make_maps", "lhist_params"]
 
@@ -93,6 +93,8 @@ class Output:
     def print_value(self, value: object) -> None:
         if self.json:
             self.stream.write(value_json(value))
+        elif isinstance(value, tuple):
+            self.stream.write(tuple_text(value) + "\n")
         else:
             self.stream.write(f"{value}\n")
 
@@ -231,6 +233,8 @@ def make_maps(checked: CheckedProgram) -> Dict[str, BpfMap]:
             template = IntValue(signed=t.signed)
         elif isinstance(t, PointerType):
             template = IntValue(signed=False)
+        elif isinstance(t, TupleType):
+            template = TupleValue()
         else:
             template = StrValue()
         maps[name] = BpfMap("@" + name, template, scalar=not info.key_types)

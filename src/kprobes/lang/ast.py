@@ -3,7 +3,7 @@
 Expressions::
 
     IntLit StrLit Builtin Ident Var Param Map FieldAccess Index Call
-    Binary Unary IncDec Ternary Cast Sizeof
+    Binary Unary IncDec Ternary Cast Sizeof Tuple TupleIndex
 
 Statements::
 
@@ -25,7 +25,7 @@ on a slow VM for every ``kprobes -e`` run.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, TypeVar, Union
 
 from .._record import FrozenInstanceError
 from .diagnostics import Diagnostic
@@ -36,6 +36,7 @@ _T = TypeVar("_T")
 __all__ = [
     "IntLit", "StrLit", "Builtin", "Ident", "Var", "Param", "Map", "FieldAccess", "Index",
     "Call", "Binary", "Unary", "IncDec", "Ternary", "Cast", "TypeName", "Expr", "Sizeof",
+    "Tuple", "TupleIndex",
     "ExprStmt", "AssignVar", "AssignMap", "If", "Return", "Block", "Stmt", "While", "Unroll", "Jump",
     "AttachPoint", "Probe", "Program",
     "BINARY_OPS", "COMPOUND_OPS",
@@ -129,7 +130,7 @@ def dataclass(*, frozen: bool = True) -> Callable[[type[_C]], type[_C]]:
             if kwargs:
                 raise TypeError(f"{qualname}() got an unexpected keyword argument {next(iter(kwargs))!r}")
 
-        def key(self: Any) -> Tuple[Any, ...]:
+        def key(self: Any) -> tuple[Any, ...]:
             return tuple([getattr(self, n) for n in compared])
 
         def __eq__(self: Any, other: object) -> bool:
@@ -336,6 +337,23 @@ class Cast:
 
 
 @dataclass(frozen=True)
+class Tuple:
+    """``(a, b, ...)``: a tuple of two or more expressions."""
+
+    elems: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class TupleIndex:
+    """``expr.N``: element ``index`` of a tuple."""
+
+    expr: Expr
+    index: int
+    span: Span
+
+
+@dataclass(frozen=True)
 class Sizeof:
     """``sizeof(TYPE)`` (``type``) or ``sizeof(expr)`` (``expr``): the checker replaces it
     by its value, an unsigned 64-bit literal; engines never see it."""
@@ -347,7 +365,7 @@ class Sizeof:
 
 Expr = Union[
     IntLit, StrLit, Builtin, Ident, Var, Param, Map, FieldAccess, Index, Call,
-    Binary, Unary, IncDec, Ternary, Cast, Sizeof,
+    Binary, Unary, IncDec, Ternary, Cast, Sizeof, Tuple, TupleIndex,
 ]  # fmt: skip
 
 

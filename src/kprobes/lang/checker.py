@@ -41,10 +41,12 @@ from .typesys import (
     StackType,
     StringType,
     SymType,
+    TupleType,
     Type,
     VoidType,
     is_int_like,
     kind_name,
+    merge_kind,
     same_kind,
 )
 
@@ -124,6 +126,8 @@ class _Checker(CallChecks):
             ast.Ternary: self.ternary,  # type: ignore[dict-item]
             ast.Cast: self.cast,  # type: ignore[dict-item]
             ast.Sizeof: self.sizeof,  # type: ignore[dict-item]
+            ast.Tuple: self.tuple,  # type: ignore[dict-item]
+            ast.TupleIndex: self.tuple_index,  # type: ignore[dict-item]
         }
 
     # -- diagnostics ---------------------------------------------------------
@@ -233,14 +237,16 @@ class _Checker(CallChecks):
         old = self.vars.get(name)
         if old is None or isinstance(old, NoneType):
             self.vars[name] = value
+        elif isinstance(old, TupleType) and isinstance(value, TupleType) and not same_kind(old, value):
+            self.error(f"Tuple type mismatch: {old} != {value}.", stmt.span)
         elif not same_kind(old, value):
             self.error(
                 f"Type mismatch for ${name}: trying to assign value of type '{value}' "
                 f"when variable already contains a value of type '{old}'",
                 stmt.span,
             )
-        elif isinstance(old, StringType) and isinstance(value, StringType):
-            self.vars[name] = StringType(max(old.size, value.size))
+        elif isinstance(old, (StringType, TupleType)):
+            self.vars[name] = merge_kind(old, value)
 
     def assign_map(self, stmt: ast.AssignMap) -> None:
         target = stmt.target
@@ -277,6 +283,10 @@ class _Checker(CallChecks):
         keys: list[Type] = []
         for k in m.keys:
             t = self.expr(k)
+            if isinstance(t, TupleType):
+                self.error("tuple cannot be used as a map key. Try a multi-key associative "
+                           "array instead (eg `@map[$1, $2] = ...)`.", k.span)
+                t = NONE
             if isinstance(t, (RecordType, AggType, VoidType, ArrayType)):
                 self.error(f"{t} cannot be used as a map key", k.span)
                 t = NONE
@@ -321,14 +331,16 @@ class _Checker(CallChecks):
         old = state.value
         if old is None or isinstance(old, NoneType):
             state.value = value
+        elif isinstance(old, TupleType) and isinstance(value, TupleType) and not same_kind(old, value):
+            self.error(f"Tuple type mismatch: {old} != {value}.", span)
         elif not same_kind(old, value):
             self.error(
                 f"Type mismatch for {m.display}: trying to assign value of type '{value}' "
                 f"when map already contains a value of type '{old}'",
                 span,
             )
-        elif isinstance(old, StringType) and isinstance(value, StringType):
-            state.value = StringType(max(old.size, value.size))
+        elif isinstance(old, (StringType, TupleType)):
+            state.value = merge_kind(old, value)
 
     def lookup_map(self, m: ast.Map) -> MapState | None:
         state = self.maps.get(m.name)
@@ -801,6 +813,37 @@ class _Checker(CallChecks):
         if isinstance(lt, StringType) and isinstance(rt, StringType):
             return StringType(max(lt.size, rt.size))
         return lt
+
+    def tuple(self, e: ast.Tuple) -> Type:
+        """``(a, b, ...)``: integers (kept 64-bit, with their signedness) and strings."""
+        elems: list[Type] = []
+        for x in e.elems:
+            t = self.expr(x)
+            if isinstance(t, IntType):
+                t = IntType(64, t.signed)
+            elif isinstance(t, PointerType):
+                t = UINT64
+            elif isinstance(t, NoneType):
+                return NONE
+            elif not isinstance(t, StringType):
+                self.error(f"a tuple element cannot be of type {t} (integers and strings only)",
+                           x.span)
+                return NONE
+            elems.append(t)
+        return TupleType(tuple(elems))
+
+    def tuple_index(self, e: ast.TupleIndex) -> Type:
+        base = self.expr(e.expr)
+        if isinstance(base, NoneType):
+            return NONE
+        if not isinstance(base, TupleType):
+            self.error(f"Can not access index {e.index} on expression of type '{base}'", e.span)
+            return NONE
+        if e.index >= len(base.elems):
+            self.error(f"Invalid tuple index: {e.index}. Found {len(base.elems)} elements in tuple.",
+                       e.span)
+            return NONE
+        return base.elems[e.index]
 
     def sizeof(self, e: ast.Sizeof) -> Type:
         """``sizeof(TYPE|expr)``: an unsigned 64-bit integer (recorded in :attr:`sizes`)."""

@@ -5,7 +5,7 @@ with casts ``(uint32)x`` / ``(struct sock *)arg0``, postfix ``[]``, ``.``,
 ``->``, ``++``/``--`` and the ternary operator; ``while``/``unroll`` loops
 with ``break``/``continue``.  The first syntax error stops parsing (as bison
 does); constructs bpftrace has but this front end does not support
-(``config = {...}``, tuples, ``offsetof``) are refused with a clean error.
+(``config = {...}``, ``offsetof``) are refused with a clean error.
 """
 
 from __future__ import annotations
@@ -393,8 +393,11 @@ class _Parser:
             elif tok.kind in (".", "->"):
                 self.advance()
                 name = self.peek()
-                if name.kind == "INT":
-                    self.fatal("tuples are not supported yet", name.span)
+                if name.kind == "INT" and tok.kind == ".":
+                    self.advance()
+                    nth = name.value if isinstance(name.value, int) else 0
+                    e = self.grow(ast.TupleIndex(e, nth, e.span.to(name.span)), e)
+                    continue
                 name = self.expect("IDENT", "identifier")
                 access = ast.FieldAccess(
                     e, name.text, tok.kind == "->", e.span.to(name.span), name.span
@@ -428,7 +431,12 @@ class _Parser:
             self.advance()
             inner = self.expr()
             if self.at(","):
-                self.fatal("tuples are not supported yet", self.peek().span)
+                elems = [inner]
+                while self.at(","):
+                    self.advance()
+                    elems.append(self.expr())
+                end = self.expect(")", ")")
+                return self.grow(ast.Tuple(tuple(elems), tok.span.to(end.span)), *elems)
             self.expect(")", ")")
             return inner
         if kind == "IDENT" and tok.text not in _KEYWORDS:

@@ -15,7 +15,8 @@ from .._record import dataclass
 __all__ = [
     "IntType", "StringType", "PointerType", "RecordType", "ArrayType", "VoidType",
     "AggType", "SymType", "StackType", "FmtType", "NoneType", "Type", "INT64", "UINT64", "UINT32", "UINT8",
-    "VOID", "NONE", "kind_name", "is_int_like", "same_kind", "READABLE_AGGS",
+    "VOID", "NONE", "kind_name", "is_int_like", "same_kind", "READABLE_AGGS", "TupleType",
+    "merge_kind",
 ]  # fmt: skip
 
 
@@ -138,6 +139,22 @@ _FMT_NAMES = {"strftime": "timestamp", "strerror": "strerror_t", "ntop": "inet",
 
 
 @dataclass(frozen=True)
+class TupleType:
+    """A tuple ``(a, b, ...)`` (two or more elements) of integers and strings."""
+
+    elems: tuple[Type, ...]
+
+    def __str__(self) -> str:
+        return "(" + ",".join(str(e) for e in self.elems) + ")"
+
+    @property
+    def size(self) -> int:
+        """Bytes of its packed form: 8 per integer, strings rounded up to 8."""
+        return sum(8 if not isinstance(e, StringType) else (e.size + 7) // 8 * 8
+                   for e in self.elems)
+
+
+@dataclass(frozen=True)
 class NoneType:
     """The type of an expression that already produced an error (suppresses cascades)."""
 
@@ -147,7 +164,7 @@ class NoneType:
 
 Type = Union[
     IntType, StringType, RecordType, PointerType, ArrayType, VoidType, AggType, SymType, StackType,
-    FmtType, NoneType,
+    FmtType, NoneType, TupleType,
 ]
 
 INT64 = IntType(64, True)
@@ -198,6 +215,19 @@ def same_kind(a: Type, b: Type) -> bool:
         return True
     if isinstance(a, AggType) and isinstance(b, AggType):
         return a.kind == b.kind
+    if isinstance(a, TupleType) and isinstance(b, TupleType):
+        return len(a.elems) == len(b.elems) and all(
+            same_kind(x, y) and isinstance(x, IntType) == isinstance(y, IntType)
+            for x, y in zip(a.elems, b.elems))
     if isinstance(a, FmtType) and isinstance(b, FmtType):
         return a.kind == b.kind
     return a == b
+
+
+def merge_kind(a: Type, b: Type) -> Type:
+    """The type holding both ``a`` and ``b`` (of the same kind): the larger string buffers."""
+    if isinstance(a, StringType) and isinstance(b, StringType):
+        return StringType(max(a.size, b.size))
+    if isinstance(a, TupleType) and isinstance(b, TupleType) and len(a.elems) == len(b.elems):
+        return TupleType(tuple(merge_kind(x, y) for x, y in zip(a.elems, b.elems)))
+    return a

@@ -37,13 +37,14 @@ from ...lang.typesys import (
     IntType,
     StackType,
     StringType,
+    TupleType,
     Type,
 )
 from ..variant import plan_error
 from .functions import INT_FUNCTIONS, FunctionOps, fmt_part
-from .layout import KeyPart
+from .layout import KeyPart, tuple_parts
 from .memory import MemoryOps
-from .unit import MapPlan, Unit, part_of, round8, str_size
+from .unit import MapPlan, Unit, part_of, part_of_type, round8, str_size, tuple_field
 
 if TYPE_CHECKING:
     pass
@@ -202,7 +203,7 @@ class ProbeCodegen(MemoryOps, FunctionOps):
         self.tag(self.probe.attach_points[0])
         a.mov64(R6, R1)
         for name, t in self.checked.probes[self.probe_index].variables.items():
-            size = t.size if isinstance(t, StringType) else 8
+            size = t.size if isinstance(t, (StringType, TupleType)) else 8
             if isinstance(t, FmtType):
                 size = fmt_part(t).size
             off = self.alloc(size, f"${name}")
@@ -305,6 +306,9 @@ class ProbeCodegen(MemoryOps, FunctionOps):
 
     def assign_var(self, st: ast.AssignVar) -> None:
         off, t = self.vars[st.target.name]
+        if isinstance(t, TupleType):
+            self.tuple_into(st.value, off, part_of_type(t))
+            return
         if isinstance(t, FmtType):
             self.fmt_value(st.value, off, fmt_part(t))
             return
@@ -321,6 +325,82 @@ class ProbeCodegen(MemoryOps, FunctionOps):
         self.binop_into(op, lambda: self.a.ldx("dw", R0, R10, off), st.value,
                         t, self.type_of(st.value))
         self.a.stx("dw", R10, off, R0)
+
+    # -- tuples -----------------------------------------------------------------------
+    def tuple_into(self, e: ast.Expr, off: int, part: KeyPart) -> None:
+        """Write the tuple ``e`` as ``part`` (its elements packed, see layout.tuple_parts)."""
+        a = self.a
+        parts = tuple_parts(part.field)
+        if isinstance(e, ast.Tuple):
+            for (sub, soff), x in zip(parts, e.elems):
+                self.pack(sub, x, off + soff)
+            return
+        if isinstance(e, ast.Ternary):
+            els, end = self.label("tf"), self.label("te")
+            self.int_expr(e.cond)
+            a.jeq(R0, 0, els)
+            self.tuple_into(e.then, off, part)
+            a.ja(end).label(els)
+            self.tuple_into(e.orelse, off, part)
+            a.label(end)
+            return
+        t = self.type_of(e)
+        if not isinstance(t, TupleType):
+            raise self.error("not a tuple", e)
+        src = tuple_parts(tuple_field(t))
+        if isinstance(e, ast.Var):
+            voff, _vt = self.vars[e.name]
+            self.copy_tuple(R10, voff, src, off, parts)
+            return
+        if isinstance(e, ast.Map):
+            mp = self.mplan(e)
+            miss, done = self.label("tm"), self.label("tmd")
+            with a.stack.scope():
+                koff = self.key(mp, e.keys)
+                self.lookup(mp, koff)
+            a.jeq(R0, 0, miss)
+            self.copy_tuple(R0, 0, src, off, parts)
+            a.ja(done).label(miss)
+            self.zero(off, part.size)
+            a.label(done)
+            return
+        raise self.error("this tuple expression is not supported by the BPF engine", e)
+
+    def copy_tuple(self, src: Reg, soff: int, sparts: Sequence[Tuple[KeyPart, int]], off: int,
+                   parts: Sequence[Tuple[KeyPart, int]]) -> None:
+        """Copy a packed tuple at ``src+soff`` into ``r10+off``, element by element (string
+        buffers of the two layouts may differ in size)."""
+        for (sp, so), (dp, do) in zip(sparts, parts):
+            if dp.kind == "str":
+                self.copy_str(src, soff + so, str_size(sp), off + do, str_size(dp))
+            else:
+                self.a.ldx("dw", R1, src, soff + so).stx("dw", R10, off + do, R1)
+
+    def tuple_elem(self, e: ast.TupleIndex, off: Optional[int] = None, size: int = 0) -> None:
+        """``e.N``: an integer element into ``r0`` (``off`` None), a string into ``r10+off``."""
+        a = self.a
+        base = e.expr
+        if isinstance(base, ast.Tuple):
+            elem = base.elems[e.index]
+            if off is None:
+                self.int_expr(elem)
+            else:
+                self.str_expr(elem, off, size)
+            return
+        t = self.type_of(base)
+        if not isinstance(t, TupleType):
+            raise self.error("not a tuple", e)
+        sub, soff = tuple_parts(tuple_field(t))[e.index]
+        with a.stack.scope():
+            if isinstance(base, ast.Var):
+                boff = self.vars[base.name][0]
+            else:
+                boff = self.alloc(t.size, "tuple")
+                self.tuple_into(base, boff, part_of_type(t))
+            if off is None:
+                a.ldx("dw", R0, R10, boff + soff)
+            else:
+                self.copy_str(R10, boff + soff, str_size(sub), off, size)
 
     # -- maps -------------------------------------------------------------------------
     def mplan(self, m: ast.Map) -> MapPlan:
@@ -339,6 +419,9 @@ class ProbeCodegen(MemoryOps, FunctionOps):
 
     def pack(self, part: KeyPart, e: ast.Expr, off: int) -> None:
         """Write ``e`` as ``part`` at ``r10 + off``."""
+        if part.kind == "tuple":
+            self.tuple_into(e, off, part)
+            return
         if part.kind == "str":
             self.str_expr(e, off, str_size(part))
             return
@@ -420,6 +503,9 @@ class ProbeCodegen(MemoryOps, FunctionOps):
         if kind == "str":
             voff = self.alloc(mp.value.size, "value")
             self.str_expr(v, voff, mp.value.str_size)
+        elif kind == "tuple":
+            voff = self.alloc(mp.value.size, "value")
+            self.tuple_into(v, voff, KeyPart("tuple", mp.value.size, field=mp.value.tuple_field))
         elif kind == "int":
             voff = self.alloc(8, "value")
             if st.op == "=":
@@ -568,6 +654,8 @@ class ProbeCodegen(MemoryOps, FunctionOps):
                 self.normalize(R0, IntType(e.type.bits, e.type.signed))
         elif isinstance(e, ast.IncDec):
             self.incdec(e)
+        elif isinstance(e, ast.TupleIndex):
+            self.tuple_elem(e)
         elif isinstance(e, (ast.FieldAccess, ast.Index)):
             self.member_value(e)
         elif isinstance(e, ast.Call):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import struct
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ...agg.aggregations import Aggregation, Count, IntValue, StrValue, Sum
+from ...agg.aggregations import Aggregation, Count, IntValue, StrValue, Sum, TupleValue
 from ...agg.bpfmap import BpfMap, Key, normalize_key
 from ...errors import KprobesError
-from .layout import KeyLayout, KeyPart
+from .layout import KeyLayout, KeyPart, encode_tuple
 from .unit import MapPlan, round8, str_size
 
 __all__ = ["KernelMap"]
@@ -99,6 +99,8 @@ class KernelMap(BpfMap):
         if isinstance(agg, StrValue):
             raw = agg.value.encode("utf-8", "surrogateescape")[: self.plan.value.str_size - 1]
             return raw + bytes(round8(self.plan.value.str_size) - len(raw))
+        if isinstance(agg, TupleValue):
+            return encode_tuple(self.plan.value.tuple_field, agg.value)
         if isinstance(agg, IntValue):
             return struct.pack("=Q", agg.value & _U64)
         if isinstance(agg, Count):

@@ -51,9 +51,11 @@ from ...agg.aggregations import (
     Stats,
     StrValue,
     Sum,
+    TupleValue,
 )
 
-__all__ = ["KeyPart", "KeyLayout", "ValueLayout", "decode_str", "to_signed", "LOG2_SLOTS"]
+__all__ = ["KeyPart", "KeyLayout", "ValueLayout", "decode_str", "to_signed", "LOG2_SLOTS",
+           "tuple_parts", "encode_tuple"]
 
 LOG2_SLOTS = 65
 _U64 = struct.Struct("=Q")
@@ -97,6 +99,8 @@ class KeyPart:
             if sym is not None:
                 return sym(self, raw)
             return f"0x{int.from_bytes(raw[:8], _ORDER):x}"
+        if self.kind == "tuple":
+            return tuple(p.decode(raw[off:off + p.size]) for p, off in tuple_parts(self.field))
         v = int.from_bytes(raw[:8], _ORDER)
         if self.kind == "target":
             if names is not None and v < len(names):
@@ -106,6 +110,34 @@ class KeyPart:
         if self.kind == "ksym":
             return ksym(v) if ksym is not None else f"0x{v:x}"
         return to_signed(v) if self.signed else v
+
+
+def tuple_parts(field: str) -> List[Tuple[KeyPart, int]]:
+    """The elements of a ``tuple`` part and their offsets: ``field`` lists them as ``i1``
+    (a signed integer), ``i0`` (unsigned) or ``sN`` (a string of N bytes, NUL included)."""
+    out: List[Tuple[KeyPart, int]] = []
+    off = 0
+    for code in field.split(","):
+        if code[0] == "s":
+            n = int(code[1:])
+            part = KeyPart("str", (n + 7) // 8 * 8, field=str(n))
+        else:
+            part = KeyPart("int", 8, signed=code == "i1")
+        out.append((part, off))
+        off += part.size
+    return out
+
+
+def encode_tuple(field: str, value: Sequence[object]) -> bytes:
+    """``value`` packed as a ``tuple`` part (the inverse of :meth:`KeyPart.decode`)."""
+    out = bytearray()
+    for (part, _off), v in zip(tuple_parts(field), value):
+        if part.kind == "str":
+            raw = str(v).encode("utf-8", "surrogateescape")[: int(part.field) - 1]
+            out += raw + bytes(part.size - len(raw))
+        else:
+            out += _U64.pack(int(v) & ((1 << 64) - 1))  # type: ignore[call-overload]
+    return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -145,10 +177,12 @@ class ValueLayout:
     signed: bool = True
     lhist: Optional[Tuple[int, int, int]] = None
     str_size: int = 0
+    #: ``tuple`` values: the elements (see :func:`tuple_parts`); ``str_size`` is their size
+    tuple_field: str = ""
 
     @property
     def percpu(self) -> bool:
-        return self.kind not in ("int", "str")
+        return self.kind not in ("int", "str", "tuple")
 
     @property
     def slots(self) -> int:
@@ -168,7 +202,7 @@ class ValueLayout:
 
     @property
     def size(self) -> int:
-        return self.str_size if self.kind == "str" else 8 * self.slots
+        return self.str_size if self.kind in ("str", "tuple") else 8 * self.slots
 
     def template(self) -> Aggregation:
         k = self.kind
@@ -191,6 +225,9 @@ class ValueLayout:
             return LinearHist(*self.lhist)
         if k == "int":
             return IntValue(signed=self.signed)
+        if k == "tuple":
+            return TupleValue(KeyPart("tuple", self.str_size, field=self.tuple_field)
+                              .decode(bytes(self.str_size)))  # type: ignore[arg-type]
         return StrValue()
 
     def _u64s(self, raw: bytes) -> List[int]:
@@ -204,6 +241,11 @@ class ValueLayout:
         if k == "str":
             assert isinstance(agg, StrValue)
             agg.value = decode_str(per_cpu[0]) if per_cpu else ""
+            return agg
+        if k == "tuple":
+            if per_cpu:
+                part = KeyPart("tuple", self.str_size, field=self.tuple_field)
+                return TupleValue(part.decode(per_cpu[0]))  # type: ignore[arg-type]
             return agg
         if k == "int":
             v = self._u64s(per_cpu[0])[0] if per_cpu else 0

@@ -101,6 +101,9 @@ class MemoryOps:
     def lookup(self, mp: MapPlan, key_off: int) -> None:
         raise NotImplementedError
 
+    def tuple_elem(self, e: ast.TupleIndex, off: Optional[int] = None, size: int = 0) -> None:
+        raise NotImplementedError
+
     # -- struct members and pointers ---------------------------------------------------------
     def members(self, rec: RecordType, node: object) -> Dict[str, "MemberInfo"]:
         got = None
@@ -330,6 +333,9 @@ class MemoryOps:
             return
         if isinstance(e, ast.Call) and e.name == "str":
             self.call_str(e, off, size)
+            return
+        if isinstance(e, ast.TupleIndex):
+            self.tuple_elem(e, off, size)
             return
         if isinstance(e, ast.FieldAccess):
             t = self.type_of(e)

@@ -32,6 +32,7 @@ from ...lang.typesys import (
     StackType,
     StringType,
     SymType,
+    TupleType,
     Type,
 )
 from ..runtime import lhist_params
@@ -147,7 +148,15 @@ def part_of_type(t: Type) -> KeyPart:
         from .functions import fmt_part
 
         return fmt_part(t)
+    if isinstance(t, TupleType):
+        return KeyPart("tuple", t.size, field=tuple_field(t))
     raise KprobesError(f"a value of type {t} cannot be stored or printed by the BPF engine yet")
+
+
+def tuple_field(t: TupleType) -> str:
+    """The ``field`` of a tuple part (see :func:`.layout.tuple_parts`)."""
+    return ",".join(f"s{e.size}" if isinstance(e, StringType)
+                    else f"i{int(isinstance(e, IntType) and e.signed)}" for e in t.elems)
 
 
 def stack_field(t: StackType) -> str:
@@ -233,6 +242,8 @@ class Unit:
                 value = ValueLayout("int", False)
             elif isinstance(vt, StringType):
                 value = ValueLayout("str", str_size=round8(vt.size))
+            elif isinstance(vt, TupleType):
+                value = ValueLayout("tuple", str_size=vt.size, tuple_field=tuple_field(vt))
             else:
                 raise KprobesError(f"@{name} holds {vt} values, which the BPF engine cannot store yet")
             mtype = MapType.PERCPU_HASH if value.percpu else MapType.HASH
