@@ -408,7 +408,8 @@ _LATER_NAMES: Dict[str, str] = {
 
 
 def _uint64(name: str, text: str) -> int:
-    """bpftrace's ``std::stoull`` reading: leading blanks and a sign allowed, wraps mod 2**64."""
+    """bpftrace's ``std::stoull`` reading: leading blanks and a sign allowed, digits, then
+    anything (``12x`` is 12, ``0x10`` is 0); wraps mod 2**64.  0 is accepted, as 0.17 does."""
     import re
 
     m = re.match(r"\s*([+-]?)(\d+)", text)
@@ -436,8 +437,6 @@ def read_environment(env: Mapping[str, str]) -> Environment:
                     f"ERROR: 'BPFTRACE_STRLEN' {value} exceeds the current maximum of {STRLEN_MAX} bytes.\n"
                     "This limitation is because strings are currently stored on the 512 byte BPF stack.\n"
                     "Long strings will be pursued in: https://github.com/iovisor/bpftrace/issues/305")
-        elif value == 0:
-            raise BpftraceError(f"ERROR: Env var '{name}' did not contain a valid uint64_t, or was zero-valued.")
         if how.startswith("="):
             setattr(out, how[1:], value)
         else:
@@ -626,8 +625,8 @@ class applied:
         if env.map_keys_max is not None or env.perf_rb_pages is not None:
             from ..engines.bpf import unit
 
-            if env.map_keys_max is not None:
-                self._set(unit, "MAX_ENTRIES", env.map_keys_max)
+            if env.map_keys_max is not None:  # 0: bpftrace accepts it; the kernel needs 1
+                self._set(unit, "MAX_ENTRIES", max(1, env.map_keys_max))
             if env.perf_rb_pages is not None:
                 self._set(unit, "RING_SIZE", ring_size(env.perf_rb_pages))
         if env.cat_bytes_max is not None:
