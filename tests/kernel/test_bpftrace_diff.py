@@ -146,3 +146,31 @@ def test_json_output_matches(workload: str, engine: str) -> None:
     assert sorted(ln for ln in out.splitlines() if ln.strip()) == sorted(
         ln for ln in bt_out.splitlines() if ln.strip()
     )
+
+
+#: bpftrace 0.17's functions in one program per engine set (issue 14): formatted in user
+#: space (strerror, ntop/pton, strftime, username), computed in the probe (bswap, strncmp,
+#: strcontains, reg), resolved when planning (kaddr), run by the tool (system, cat), print() of values.
+FUNCTIONS_BOTH = (
+    f'{WR[:-1]} && arg2 == 100/ {{ printf("%s|%s|%s|%s|%d %d|%d %d %d|%s|%s|%d\\n", strerror(2), '
+    'ntop(pton("10.1.2.3")), ntop(pton("fe80::1")), ntop(2, 0x0100007f), bswap((uint16)arg2), '
+    'bswap((uint32)arg2), strncmp(comm, "kpdw", 4), strncmp("abc", "abd", 3), strcontains(comm, "pd"), username, '
+    'strftime("%Y", nsecs), reg("dx") == arg2); printf("%s\\n", ksym(kaddr("vfs_write"))); '
+    f'system("echo sys %d", arg2); cat("{WORK}/cat.txt"); print(strerror(13)); '
+    'print(ntop(pton("1.2.3.4"))); print(bswap((uint16)arg2)); }'
+)
+#: What only the BPF engine runs (added to the program on that engine): buf() of user memory
+#: with a computed length, numaid.
+FUNCTIONS_BPF = (' tracepoint:syscalls:sys_enter_write /comm == "kpdw" && args->count <= 10/ { '
+                 'printf("%r %d|%r\\n", buf(args->buf, args->count), numaid, buf(args->buf, 2)); }')
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_functions_same_as_bpftrace(workload: str, engine: str) -> None:
+    (WORK / "cat.txt").write_text("cat body\n")
+    program = FUNCTIONS_BOTH + (FUNCTIONS_BPF if engine == "bpf" else "")
+    bt_out, _bt_err, rc, out, err = both(program, workload, "--unsafe", engine=engine)
+    assert rc == 0, err
+    assert normalize(out, True) == normalize(bt_out, True), f"\n--- bpftrace\n{bt_out}\n--- kprobes {engine}\n{out}\n{err}"
+    assert len(normalize(out, True)[1]) >= (10 if engine == "bpf" else 7), "the workload missed a probe"
+    assert session_leftovers() == []

@@ -221,9 +221,9 @@ def test_types() -> None:
      "KILL, or numbered 1..64"),
     ("tracepoint:a:b { override(1) }", 'override can not be used with "tracepoint" probes | override() '
      "works in kprobes on functions marked ALLOW_ERROR_INJECTION"),
-    ("kprobe:f { $x = path(arg0) }", "The path function can only be used with 'kfunc', 'kretfunc', "
-     "'iter' probes | path() calls bpf_d_path, which the kernel allows only in fentry/fexit programs; "
-     "print a member name instead (e.g. str($f->f_path.dentry->d_name.name))"),
+    ("kprobe:f { $x = path(arg0) }", "path() is not supported yet | path() calls bpf_d_path, which the "
+     "kernel allows only in fentry/fexit (kfunc) programs; print a member instead, e.g. "
+     "str($f->f_path.dentry->d_name.name)"),
     ("BEGIN { $x = has_key(@a, 1) }", "Unknown function: 'has_key' | has_key() is not in bpftrace "
      "0.17, the language kprobes follows"),
     ("BEGIN { $x = jiffies }", "Unknown identifier: 'jiffies' | jiffies is not in bpftrace 0.17, the "
@@ -262,3 +262,13 @@ def test_override_only_on_error_injection_functions(tmp_path: object) -> None:
                        "vfs_read is not one"):
         refuse_override(c, 0, ["should_failslab", "vfs_read"], listing)
     refuse_override(c, 0, ["vfs_read"], os.path.join(str(tmp_path), "absent"))  # the kernel decides
+
+
+def test_strcontains() -> None:
+    # bpftrace 0.17 on the host: 1 0 1 0, then 1
+    out = both('printf("%d %d %d %d\\n", strcontains("hello world", "o w"), strcontains("hello", "xyz"), '
+               'strcontains("abc", ""), strcontains("", "a")); $s = "kprobes"; '
+               'printf("%d %d\\n", strcontains($s, "obe"), strcontains($s, "kprobes!"));')
+    assert out == "1 0 1 0\n1 0\n"
+    assert "strcontains() only supports string arguments (integer provided)" in errors(
+        'BEGIN { $x = strcontains(1, "a") }')

@@ -685,6 +685,10 @@ class ProbeCompiler:
 
         return strncmp
 
+    def call_strcontains(self, e: ast.Call) -> Fn:
+        hay, needle = self.expr(e.args[0]), self.expr(e.args[1])
+        return lambda fr: 1 if needle(fr) in hay(fr) else 0
+
     def call_bswap(self, e: ast.Call) -> Fn:
         inner = self.expr(e.args[0])
         t = self.type_of(e)

@@ -69,11 +69,11 @@ FUNCTIONS: dict[str, tuple[int, int]] = {
     "kaddr": (1, 1), "uaddr": (1, 1), "cgroupid": (1, 1), "ntop": (1, 2), "pton": (1, 1),
     "macaddr": (1, 1), "buf": (1, 2), "reg": (1, 1), "kptr": (1, 1), "uptr": (1, 1),
     "join": (1, 2), "cat": (1, 128), "system": (1, 128), "signal": (1, 1), "override": (1, 1),
-    "path": (1, 1),
+    "strcontains": (2, 2),
 }  # fmt: skip
 #: bpftrace functions this front end knows but refuses.
 UNSUPPORTED_FUNCTIONS: frozenset[str] = frozenset(
-    ["cgroup_path", "sizeof", "offsetof", "strcontains", "unwatch", "skboutput",
+    ["cgroup_path", "path", "sizeof", "offsetof", "unwatch", "skboutput",
      "debugf", "has_key", "len", "percpu_kaddr", "nsecs", "errorf", "warnf"]
 )  # fmt: skip
 #: Names people paste from newer bpftrace references that 0.17 does not have.
@@ -83,7 +83,8 @@ NOT_IN_BPFTRACE_017: frozenset[str] = frozenset(
 #: Why a known function is refused (shown as the error's hint).
 REFUSED_REASONS: dict[str, str] = {
     "cgroup_path": "cgroup_path() is not supported yet",
-    "strcontains": "strcontains() is not supported yet",
+    "path": "path() calls bpf_d_path, which the kernel allows only in fentry/fexit (kfunc) "
+            "programs; print a member instead, e.g. str($f->f_path.dentry->d_name.name)",
     "unwatch": "unwatch() needs watchpoint probes, which kprobes does not support",
     "skboutput": "skboutput() needs an sk_buff context (fentry/tc programs), which kprobes "
                  "does not attach",
@@ -98,7 +99,7 @@ BPF_ONLY_BUILTINS: frozenset[str] = frozenset(
     ["kstack", "ustack", "curtask", "rand", "cgroup", "numaid"]
 )  # fmt: skip
 BPF_ONLY_FUNCTIONS: frozenset[str] = frozenset(
-    ["kstack", "ustack", "usym", "signal", "override", "macaddr", "join", "buf", "path"]
+    ["kstack", "ustack", "usym", "signal", "override", "macaddr", "join", "buf"]
 )  # fmt: skip
 BPF_ONLY_PROVIDERS: frozenset[str] = frozenset(
     ["profile", "kfunc", "kretfunc", "rawtracepoint", "software", "hardware"]

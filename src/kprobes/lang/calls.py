@@ -432,6 +432,16 @@ class CallChecks:
             return NONE
         return UINT64 if ok else NONE
 
+    def call_strcontains(self, call: ast.Call) -> Type:
+        ok = True
+        for a in call.args:
+            t = self.expr(a)
+            if not isinstance(t, (NoneType, StringType)):
+                self.error(f"strcontains() only supports string arguments ({kind_name(t)} provided)",
+                           call.span)
+                ok = False
+        return UINT64 if ok else NONE
+
     def call_bswap(self, call: ast.Call) -> Type:
         t = self.expr(call.args[0])
         if not self.check_int_arg(call, 0, t):
@@ -589,18 +599,6 @@ class CallChecks:
         self.only_in(call, ("kprobe",), "kprobes on functions marked ALLOW_ERROR_INJECTION")
         self.check_int_arg(call, 0, self.expr(call.args[0]))
         return VOID
-
-    def call_path(self, call: ast.Call) -> Type:
-        self.expr(call.args[0])
-        if all(p in ("kfunc", "kretfunc") for p in self.providers):
-            self.error("path() is not supported yet", call.span)
-        else:
-            self.error("The path function can only be used with 'kfunc', 'kretfunc', 'iter' "
-                       "probes", call.span,
-                       ("path() calls bpf_d_path, which the kernel allows only in fentry/fexit "
-                        "programs; print a member name instead (e.g. str($f->f_path.dentry->"
-                        "d_name.name))",))
-        return NONE
 
 
 def _byte_size(t: Type) -> int | None:

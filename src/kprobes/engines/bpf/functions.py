@@ -11,7 +11,8 @@ conventions: ``r0`` for integers, NUL-padded stack buffers, ``r6`` the context).
   family) then, for ``ntop``/``macaddr``/``buf``, the bytes read;
 * ``kaddr``/``uaddr``/``cgroupid``/``pton`` are constants resolved while
   compiling;
-* ``strncmp`` is unrolled over at most ``n`` bytes, ``bswap`` is one
+* ``strncmp`` is unrolled over at most ``n`` bytes, ``strcontains`` over the haystack's
+  buffer (a literal needle), ``bswap`` is one
   ``BPF_END`` instruction, ``reg()``/``sargN`` read the ``pt_regs`` context
   (``sargN``: one probe read at ``sp + 8 * (N + 1)``), ``numaid`` is
   ``bpf_get_numa_node_id``, ``signal()`` ``bpf_send_signal``, ``override()``
@@ -44,7 +45,8 @@ __all__ = ["FunctionOps", "JOIN_ARGS", "JOIN_ARG_SIZE", "INT_FUNCTIONS", "fmt_pa
 JOIN_ARGS = 6
 JOIN_ARG_SIZE = 48
 #: Calls that leave an integer in r0.
-INT_FUNCTIONS = frozenset(["strncmp", "bswap", "kaddr", "uaddr", "cgroupid", "kptr", "uptr", "reg"])
+INT_FUNCTIONS = frozenset(["strncmp", "bswap", "kaddr", "uaddr", "cgroupid", "kptr", "uptr", "reg",
+                           "strcontains"])
 _PT_SP = {"x86_64": "sp", "arm64": "sp"}
 
 
@@ -129,6 +131,8 @@ class FunctionOps:
             a.endian(R0, t.bits if isinstance(t, IntType) else 64, "be")
         elif name == "strncmp":
             self.strncmp(e)
+        elif name == "strcontains":
+            self.strcontains(e)
         elif name == "reg":
             from .codegen import PT_REGS
 
@@ -176,6 +180,34 @@ class FunctionOps:
                 a.jne(R1, R2, ne).jeq(R1, 0, eq)
         a.label(eq).mov64(R0, 0).ja(end)
         a.label(ne).mov64(R0, 1)
+        a.label(end)
+
+    def strcontains(self, e: ast.Call) -> None:
+        """``r0`` = 1 when the literal needle occurs in the haystack (unrolled over its buffer)."""
+        a = self.a
+        needle = e.args[1]
+        if not isinstance(needle, ast.StrLit):
+            raise self.error("strcontains() with a computed needle is not supported by the BPF "
+                             "engine (write the needle as a string literal)", e)
+        data = needle.data.split(b"\0", 1)[0]
+        if not data:
+            self.load_const(R0, 1)
+            return
+        ht = self.type_of(e.args[0])
+        hs = ht.size if isinstance(ht, StringType) else 64
+        yes, no, end = self.label("yes"), self.label("no"), self.label("sc")
+        with a.stack.scope():
+            buf = self.alloc(hs)
+            self.str_expr(e.args[0], buf, hs)
+            for i in range(max(0, hs - len(data))):
+                nxt = self.label("at")
+                a.ldx("b", R1, R10, buf + i).jeq(R1, 0, no)
+                for j, ch in enumerate(data):
+                    a.ldx("b", R1, R10, buf + i + j).jne(R1, ch, nxt)
+                a.ja(yes)
+                a.label(nxt)
+        a.label(no).mov64(R0, 0).ja(end)
+        a.label(yes).mov64(R0, 1)
         a.label(end)
 
     def sarg(self, e: ast.Builtin) -> None:
