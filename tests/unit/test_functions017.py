@@ -26,7 +26,7 @@ from kprobes.lang.typesys import FmtType, IntType
 from tests.bpf_interp import Machine, pt_regs
 from tests.unit.test_bpf_codegen import bpf_map, run_bpf
 from tests.unit.test_engine_eval import Env
-from tests.unit.test_engine_plan import make_plan
+from tests.unit.test_engine_plan import make_plan, tracefs_tree  # noqa: F401 - a fixture
 
 
 @pytest.fixture(autouse=True)
@@ -272,3 +272,22 @@ def test_strcontains() -> None:
     assert out == "1 0 1 0\n1 0\n"
     assert "strcontains() only supports string arguments (integer provided)" in errors(
         'BEGIN { $x = strcontains(1, "a") }')
+
+
+def test_join_on_the_tracefs_engine(tracefs_tree: str) -> None:  # noqa: F811 - the fixture
+    plan = make_plan('kprobe:vfs_read { join(arg1); join(arg1, ","); }')
+    definition = plan.kernel_events[0].definition or ""
+    assert "join_p1=+8(%si):u64 join_s1=+0(+8(%si)):string" in definition
+    env = Env.__new__(Env)
+    env.plan, env.out = plan, io.StringIO()
+    env.rt = Runtime(make_maps(plan.checked), Output(env.out), 0, ProcInfo("/nonexistent"), ksym=hex)
+    env.runners = compile_variants(plan.checked, plan.variants, env.rt)
+    fields = {"join_p0": 1, "join_s0": "ls", "join_p1": 2, "join_s1": "-l", "join_p2": 0,
+              "join_s2": "(fault)"}
+    env.fire(0, fields)
+    assert env.out.getvalue() == "ls -l\nls,-l\n"
+    with pytest.raises(LangError, match="join\\(\\) of a tracepoint field needs kernel event probes"):
+        make_plan('tracepoint:syscalls:sys_enter_openat { join(args->filename); }', root=tracefs_tree,
+                  eprobes=False)
+    plan = make_plan('tracepoint:syscalls:sys_enter_openat { join(args->filename); }', root=tracefs_tree)
+    assert "join_s1=+0(+8($filename)):ustring" in (plan.kernel_events[0].definition or "")

@@ -363,6 +363,8 @@ class ProbeCompiler:
     # -- expressions -----------------------------------------------------------
     def expr(self, e: ast.Expr) -> Fn:
         name = self.field_of.get(id(e))
+        if name is not None and isinstance(e, ast.Call) and e.name == "join":
+            return self.call_join(e)
         if name is not None:
             if isinstance(e, ast.Call) and e.name == "str" and len(e.args) == 2:
                 return self.call_str(e, self.field(e, name))
@@ -738,6 +740,33 @@ class ProbeCompiler:
             return F.format_ntop(family, raw)
 
         return ntop
+
+    def call_join(self, e: ast.Call) -> Fn:
+        """``join(argv[, sep])``: the strings the kernel fetched, up to the first NULL pointer."""
+        from .fetch import JOIN_MARK
+
+        sep = e.args[1].value if len(e.args) == 2 and isinstance(e.args[1], ast.StrLit) else " "
+        fetched = {f.expr: f.name for f in self.variant.fetches}
+        names = []
+        mark = self.field_of.get(id(e), "")
+        if not mark.startswith(JOIN_MARK):
+            raise KprobesError("join() has no fetched arguments here")
+        base = mark[len(JOIN_MARK):]
+        for i in range(F.JOIN_ARGS):
+            names.append((fetched.get(f"+{8 * i}({base})", ""),
+                          fetched.get(f"+0(+{8 * i}({base}))", "")))
+        out = self.rt.out
+
+        def join(fr: Frame) -> None:
+            parts = []
+            for p, s in names:
+                if not fr.fields.get(p):
+                    break
+                v = fr.fields.get(s, "")
+                parts.append(v if isinstance(v, str) and v != _FAULT else "")
+            out.printf(sep.join(parts) + "\n")
+
+        return join
 
     def call_cat(self, e: ast.Call) -> Fn:
         fmt = e.args[0]

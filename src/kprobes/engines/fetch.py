@@ -290,6 +290,9 @@ class FetchFinder:
         if e.name == "str":
             self.str_call(e)
             return
+        if e.name == "join":
+            self.join_call(e)
+            return
         if e.name == "reg" and isinstance(e.args[0], ast.StrLit):
             if self.family not in ("kprobe", "uprobe"):
                 raise self.error(f'reg can not be used with "{self.family}" probes', e.span)
@@ -327,6 +330,28 @@ class FetchFinder:
             return
         expr, typ = self.btf_fetch(k, e.span, override="string")
         self.field_of[id(e)] = self.add(hint, expr, typ)
+
+    def join_call(self, e: ast.Call) -> None:
+        """``join(argv)``: each of the first JOIN_ARGS pointers and the string it points to
+        (the evaluator stops at the first NULL pointer)."""
+        from .functions import JOIN_ARGS
+
+        arg = e.args[0]
+        if self.family == "tracepoint" and not self.eprobe:
+            raise self.error(
+                "join() of a tracepoint field needs kernel event probes (CONFIG_EPROBE_EVENTS, "
+                "Linux 5.15+), which this kernel lacks; --engine bpf can", e.span)
+        k = self.kexpr(arg)
+        if k is None:
+            raise self.error(
+                "join() needs a value the kernel can read when the probe fires (argN, a "
+                "tracepoint field); this one is computed in Python", arg.span)
+        base = self.materialize(k, e.span)
+        typ = "ustring" if self._user_memory() else "string"
+        self.field_of[id(e)] = JOIN_MARK + base  # where the evaluator finds its fetches
+        for i in range(JOIN_ARGS):
+            self.add(f"join_p{i}", f"+{8 * i}({base})", "u64")
+            self.add(f"join_s{i}", f"+0(+{8 * i}({base}))", typ)
 
     def _user_memory(self) -> bool:
         if self.family in ("uprobe", "usdt"):
@@ -440,6 +465,10 @@ class FetchFinder:
         if not expr:  # pragma: no cover - fetcharg_for_path always types its result
             raise KprobesError(f"unexpected fetcharg {text!r}")
         return expr, typ
+
+
+#: ``field_of`` of a ``join()`` call: this mark, then the fetch expression of its argv.
+JOIN_MARK = "\0join:"
 
 
 def usdt_slot(n: int) -> str:

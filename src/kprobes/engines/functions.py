@@ -39,9 +39,11 @@ __all__ = [
     "format_strftime", "format_strerror", "format_ntop", "format_macaddr", "format_buf",
     "format_username", "format_fmt", "kernel_address", "user_address", "cgroup_id",
     "refuse_unsafe", "AF_INET", "AF_INET6", "uprobe_binary", "read_for_cat", "run_system",
-    "refuse_override", "ERROR_INJECTION_LIST",
+    "refuse_override", "ERROR_INJECTION_LIST", "JOIN_ARGS",
 ]  # fmt: skip
 
+#: ``join(argv)``: the arguments read (the BPF stack bounds the BPF engine's record).
+JOIN_ARGS = 6
 AF_INET = 2
 AF_INET6 = 10
 _boot_ns: Optional[int] = None

@@ -73,7 +73,7 @@ FUNCTIONS: dict[str, tuple[int, int]] = {
 }  # fmt: skip
 #: bpftrace functions this front end knows but refuses.
 UNSUPPORTED_FUNCTIONS: frozenset[str] = frozenset(
-    ["cgroup_path", "path", "sizeof", "offsetof", "unwatch", "skboutput",
+    ["cgroup_path", "path", "offsetof", "unwatch", "skboutput",
      "debugf", "has_key", "len", "percpu_kaddr", "nsecs", "errorf", "warnf"]
 )  # fmt: skip
 #: Names people paste from newer bpftrace references that 0.17 does not have.
@@ -99,7 +99,7 @@ BPF_ONLY_BUILTINS: frozenset[str] = frozenset(
     ["kstack", "ustack", "curtask", "rand", "cgroup", "numaid"]
 )  # fmt: skip
 BPF_ONLY_FUNCTIONS: frozenset[str] = frozenset(
-    ["kstack", "ustack", "usym", "signal", "override", "macaddr", "join", "buf"]
+    ["kstack", "ustack", "usym", "signal", "override", "macaddr", "buf"]
 )  # fmt: skip
 BPF_ONLY_PROVIDERS: frozenset[str] = frozenset(
     ["profile", "kfunc", "kretfunc", "rawtracepoint", "software", "hardware"]

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["FunctionOps", "JOIN_ARGS", "JOIN_ARG_SIZE", "INT_FUNCTIONS", "fmt_part"]
 
 #: ``join()``: arguments read and bytes kept of each (bpftrace reads 16 of 1024 from a map).
-JOIN_ARGS = 6
+JOIN_ARGS = F.JOIN_ARGS
 JOIN_ARG_SIZE = 48
 #: Calls that leave an integer in r0.
 INT_FUNCTIONS = frozenset(["strncmp", "bswap", "kaddr", "uaddr", "cgroupid", "kptr", "uptr", "reg",
