@@ -138,4 +138,6 @@ def test_uprobe_sarg_reg_uaddr(work: Path) -> None:
         assert lines(run(engine, prog, str(exe)))[1:] == want, engine
     deref = f'uprobe:{exe}:many {{ printf("%d\\n", *(int32 *)uaddr("counter")); }}'
     assert lines(run("bpf", deref, str(exe)))[1:] == ["42"] * 3
+    rc, _out, err = run_cli(["--engine", "bpf", "-e", deref.replace('"counter"', '"many"'), "-c", str(exe)])
+    assert rc != 0 and f"Could not resolve symbol: {exe}:many" in err  # bpftrace: variables only
     assert session_leftovers() == []

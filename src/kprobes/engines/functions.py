@@ -152,7 +152,7 @@ def kernel_address(name: str, kallsyms: str = "/proc/kallsyms") -> Optional[int]
 
 
 def user_address(path: str, name: str) -> int:
-    """The address of ELF symbol ``name`` in ``path`` (a non-PIE executable)."""
+    """The address of ELF data symbol ``name`` in ``path`` (a non-PIE executable)."""
     from ..backends.symbols.elf import ELFFile
 
     try:
@@ -163,7 +163,8 @@ def user_address(path: str, name: str) -> int:
                     "fixed address", hint="uaddr() resolves symbols of non-PIE executables only")
             for table in (".symtab", ".dynsym"):
                 for sym in elf.symbols(table):
-                    if sym.name == name and sym.is_defined and sym.value:
+                    # bpftrace 0.17 resolves variables only (a function: "Could not resolve")
+                    if sym.name == name and sym.is_defined and sym.value and not sym.is_function:
                         return sym.value
     except OSError as exc:
         raise KprobesError(f"uaddr(\"{name}\"): cannot read {path}: {exc.strerror}") from None
