@@ -267,3 +267,18 @@ def test_shared_library_by_name(engine: str, tmp_path: "os.PathLike[str]") -> No
                             "-c", exe])
     assert r.returncode == 0, r.stderr
     assert "caught=3" in r.stdout and "@throws: 3" in r.stdout and "@catches: 3" in r.stdout, r.stdout
+
+
+def test_trace_definitions(prog: str) -> None:
+    """``kprobes trace 'usdt:BINARY:[PROVIDER:]NAME'``: a uprobe on the site, every argument a
+    fetcharg can read as argN, the semaphore counted; ``p:EVENT usdt:...`` names the event."""
+    r = run_cli_subprocess(["trace", f"usdt:{prog}:kpt:sizes", f"p:gt U:{prog}:gated",
+                            "-c", f"{prog} {N}"])
+    assert r.returncode == 0, r.stderr
+    assert f"semaphore=1 gated={N}" in r.stdout
+    sizes = re.findall(r"kpt_sizes: \(0x[0-9a-f]+\) (.*)$", r.stdout, re.M)
+    assert sizes == [" ".join(f"arg{j}={v}" for j, v in enumerate(x["sizes"]))
+                     for x in expected_rounds(N)]
+    assert re.findall(r" gt: \(0x[0-9a-f]+\) arg0=(\d+)$", r.stdout, re.M) == [str(i) for i in range(N)]
+    r = run_cli_subprocess(["trace", f"usdt:{prog}:kpt:*"])
+    assert r.returncode != 0 and "matches 4 USDT probe sites" in r.stderr

@@ -206,6 +206,12 @@ def prepare_definition(
     words = text.split()
     if not words:
         raise KprobesError("empty probe definition", hint="e.g. 'p:myprobe do_sys_openat2'")
+    if any(w.startswith(("usdt:", "U:")) for w in words[:2]):
+        from .symbols.usdt import usdt_definition_words
+
+        # usdt:BINARY:[PROVIDER:]NAME -> a uprobe on the site with its arguments; the site is
+        # the compiler's nop, an instruction start even in a stripped binary
+        words, unsafe = usdt_definition_words(words) or words, True
     kind = guess_kind(words)
     if kind == "kprobe" and features_source is not None and words[0][:1] in "pr":
         from .livecheck import LiveKernel, require_kprobes

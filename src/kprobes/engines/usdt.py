@@ -40,17 +40,12 @@ _SLOT = re.compile(r"\{usdt(\d+)\}")
 
 def arg_location(arg: "UsdtArg", where: str) -> str:
     """The fetcharg expression (no type) of one USDT argument; ``where`` names it in errors."""
-    if arg.kind == "const":
-        return f"\\{arg.offset}"
-    if arg.kind == "reg":
-        if arg.shift:
-            raise KprobesError(f"{where} ({arg.text!r}) is a high-byte register, which uprobe "
-                               "fetchargs cannot shift", hint="use --engine bpf")
-        return f"%{arg.reg}"
-    if arg.index:
-        raise KprobesError(f"{where} ({arg.text!r}) is at base + index * scale, which uprobe "
-                           "fetchargs cannot compute", hint="use --engine bpf")
-    return f"{arg.offset:+d}({'%' + arg.reg})"
+    from ..probes.usdt import UsdtError
+
+    try:
+        return arg.fetcharg()
+    except UsdtError as e:
+        raise KprobesError(f"{where}: {e.message}", hint=e.hint) from None
 
 
 def usdt_fetches(fetches: Tuple[Fetch, ...], target: "Target") -> Tuple[Fetch, ...]:

@@ -91,6 +91,23 @@ class UsdtArg:
         when the probe fires at ``pc`` (uprobe handlers see ``ip`` = the probed address)."""
         return replace(self, symbol="", offset=symbol_addr + self.offset - pc)
 
+    def fetcharg(self) -> str:
+        """The uprobe fetcharg expression reading the value (no type): ``%di``,
+        ``-16(%bp)``, ``+OFF(%ip)``, ``\\5``; :class:`UsdtError` when no fetcharg can."""
+        if self.kind == "const":
+            return f"\\{self.offset}"
+        if self.symbol:
+            raise UsdtError(f"{self.text!r} names {self.symbol!r}: resolve it first (with_symbol)")
+        if self.kind == "reg":
+            if self.shift:
+                raise UsdtError(f"{self.text!r} is a high-byte register, which uprobe fetchargs "
+                                "cannot shift", hint="use --engine bpf")
+            return f"%{self.reg}"
+        if self.index:
+            raise UsdtError(f"{self.text!r} is at base + index * scale, which uprobe fetchargs "
+                            "cannot compute", hint="use --engine bpf")
+        return f"{self.offset:+d}(%{self.reg})"
+
     def describe(self) -> str:
         """A short human description: ``s32 in %di``, ``u64 at -16(%bp)``, ``s32 = 5``."""
         t = self.fetch_type

@@ -29,7 +29,7 @@ from ...errors import ELFError, FeatureMissing, KprobesError
 from ...probes.usdt import UsdtArg, UsdtError, parse_args, parse_notes
 
 __all__ = ["UsdtProbe", "usdt_probes", "find_usdt", "resolve_binary", "usdt_listing",
-           "kernel_ref_ctr", "SemaphoreCounter", "manual_semaphores"]
+           "kernel_ref_ctr", "SemaphoreCounter", "manual_semaphores", "usdt_definition_words"]
 
 _MACHINES = {62: "x86_64", 183: "arm64"}  # EM_X86_64, EM_AARCH64
 
@@ -263,3 +263,46 @@ def manual_semaphores(sites: List[UsdtProbe], pid: int) -> contextlib.ExitStack:
         stack.close()
         raise
     return stack
+
+
+# -- the dynamic-event form: kprobes trace 'usdt:BINARY:[PROVIDER:]NAME' ----------------
+
+_USDT_HEADS = ("usdt:", "U:")
+
+
+def usdt_definition_words(words: List[str]) -> Optional[List[str]]:
+    """A uprobe definition for a USDT site, or None when ``words`` names none.
+
+    ``usdt:BINARY:[PROVIDER:]NAME [ARG...]`` becomes ``p:PROVIDER_NAME PATH:0xOFF(0xREF)
+    arg0=LOC:TYPE ...`` (every argument a fetcharg can read, see
+    :meth:`~kprobes.probes.usdt.UsdtArg.fetcharg`); ``p[:[GROUP/]EVENT] usdt:...`` keeps its
+    head.  The spec must name exactly one site.
+    """
+    if not words:
+        return None
+    if words[0].startswith(_USDT_HEADS):
+        head, spec, extra = "", words[0], words[1:]
+    elif len(words) >= 2 and words[1].startswith(_USDT_HEADS) and words[0][:1] == "p":
+        head, spec, extra = words[0], words[1], words[2:]
+    else:
+        return None
+    parts = spec.split(":")[1:]
+    if len(parts) not in (2, 3) or not all(parts):
+        raise KprobesError(f"bad USDT place {spec!r}", hint="usdt:BINARY:[PROVIDER:]NAME")
+    target, provider, name = parts[0], parts[1] if len(parts) == 3 else "", parts[-1]
+    sites = find_usdt(target, provider, name)
+    if len(sites) != 1:
+        listed = usdt_listing(target)
+        raise KprobesError(
+            f"{spec!r} matches {len(sites)} USDT probe sites; a definition takes exactly one",
+            hint=("probes there: " + ", ".join(x.split(":", 2)[2] for x in listed[:10]))
+            if listed else f"{target} has no USDT notes")
+    site = sites[0]
+    args: List[str] = []
+    for i, a in enumerate(site.args):
+        try:
+            args.append(f"arg{i}={a.fetcharg()}:{a.fetch_type}")
+        except UsdtError:
+            continue  # base + index, high bytes: not readable by a fetcharg, left out
+    event = "".join(c if c.isalnum() or c == "_" else "_" for c in f"{site.provider}_{site.name}")
+    return [head or f"p:{event}", site.place(kernel_ref_ctr()), *args, *extra]
