@@ -467,6 +467,8 @@ class AttachPoint:
       or ""), ``address`` (``uprobe:PATH:0x1234``), ``offset``.
     * tracepoint: ``target`` (category / subsystem) and ``func`` (event).
     * interval, profile: ``unit`` (``s``, ``ms``, ``us``, ``hz``) and ``period``.
+    * usdt: ``target`` (binary path or library name), ``module`` (the provider, or ""
+      for any) and ``func`` (the probe name).
     * kfunc/kretfunc (fentry/fexit), rawtracepoint: ``func`` and ``module`` (or "").
     * software/hardware: ``target`` (the canonical event name) and ``period`` (events
       per sample).
