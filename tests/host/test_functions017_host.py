@@ -102,7 +102,24 @@ def test_buf_numaid_join_on_the_bpf_engine(work: Path) -> None:
     assert lines(out) == ["Attaching 2 probes...", f"ab\\x0a {numa}", "ab|", f"ab\\x0acdefghi {numa}",
                           "ab|", "/bin/echo a bb ccc", "/bin/echo,a,bb,ccc"]
     rc, _out, err = run_cli(["--engine", "tracefs", "-e", prog, "-c", cmd])
-    assert rc != 0 and "buf() needs --engine bpf" in err
+    assert rc != 0 and "the numaid builtin needs --engine bpf" in err
+
+
+def test_buf_macaddr_of_a_uprobe_pointer_on_both_engines(work: Path) -> None:
+    _bpf_or_skip()
+    script = work / "atoi.py"
+    script.write_text('import ctypes\nctypes.CDLL(None).prctl(15, b"kpfnatoi", 0, 0, 0)\n'
+                      'ctypes.CDLL("libc.so.6").atoi(b"12\\x01\\xffabcdef")\n')
+    libc = "/lib/x86_64-linux-gnu/libc.so.6"
+    if not os.path.exists(libc):
+        require("no x86_64 glibc at " + libc)
+    prog = (f'uprobe:{libc}:atoi /comm == "kpfnatoi"/ {{ printf("%r|%r|%s\\n", buf(arg0, 3), '
+            'buf(arg0, $1), macaddr((uint8 *)arg0)); }')
+    for engine in ("tracefs", "bpf"):
+        rc, out, err = run_cli(["--engine", engine, "-e", prog, "2", "-c", f"{sys.executable} {script}"])
+        assert rc == 0, err
+        # bpftrace v0.17.0 printed the same line for this program
+        assert lines(out) == ["Attaching 1 probe...", "12\\x01|12|31:32:01:FF:61:62"], engine
 
 
 def test_signal_needs_unsafe_and_kills_the_task(work: Path, tmp_path: Path) -> None:

@@ -291,3 +291,20 @@ def test_join_on_the_tracefs_engine(tracefs_tree: str) -> None:  # noqa: F811 - 
                   eprobes=False)
     plan = make_plan('tracepoint:syscalls:sys_enter_openat { join(args->filename); }', root=tracefs_tree)
     assert "join_s1=+0(+8($filename)):ustring" in (plan.kernel_events[0].definition or "")
+
+
+def test_buf_and_macaddr_on_the_tracefs_engine() -> None:
+    plan = make_plan('kprobe:vfs_read { printf("%r %r %s\\n", buf(arg1, 3), buf(arg1, arg2), '
+                     'macaddr((uint8 *)arg1)); }')
+    definition = plan.kernel_events[0].definition or ""
+    assert "buf_arg1=+0(%si):u8[3]" in definition and ":u8[64]" in definition
+    assert "macaddr_arg1=+0(%si):u8[6]" in definition
+    env = Env.__new__(Env)
+    env.plan, env.out = plan, io.StringIO()
+    env.rt = Runtime(make_maps(plan.checked), Output(env.out), 0, ProcInfo("/nonexistent"), ksym=hex)
+    env.runners = compile_variants(plan.checked, plan.variants, env.rt)
+    names = {f.expr + ":" + f.type: f.name for f in plan.variants[0].fetches}
+    data = (0x61, 0x0A, 0xFF, 0x41, 0x42, 0x43) + (0,) * 58
+    env.fire(0, {names["+0(%si):u8[3]"]: data[:3], names["+0(%si):u8[64]"]: data,
+                 names["+0(%si):u8[6]"]: data[:6], names["%dx:u64"]: 4})
+    assert env.out.getvalue() == "a\\x0a\\xff a\\x0a\\xffA 61:0A:FF:41:42:43\n"

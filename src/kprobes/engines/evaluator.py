@@ -31,7 +31,7 @@ from ..errors import KprobesError
 from ..events.model import TraceEvent
 from ..lang import ast
 from ..lang.checked import CheckedProgram
-from ..lang.typesys import ArrayType, IntType, StringType, SymType, TupleType, Type
+from ..lang.typesys import ArrayType, FmtType, IntType, StringType, SymType, TupleType, Type
 from . import functions as F
 from .functions import read_for_cat, run_system, uprobe_binary
 from .runtime import Output, ProcInfo
@@ -365,6 +365,8 @@ class ProbeCompiler:
         name = self.field_of.get(id(e))
         if name is not None and isinstance(e, ast.Call) and e.name == "join":
             return self.call_join(e)
+        if name is not None and isinstance(e, ast.Call) and e.name in ("buf", "macaddr"):
+            return self.call_bytes(e, name)
         if name is not None:
             if isinstance(e, ast.Call) and e.name == "str" and len(e.args) == 2:
                 return self.call_str(e, self.field(e, name))
@@ -767,6 +769,25 @@ class ProbeCompiler:
             out.printf(sep.join(parts) + "\n")
 
         return join
+
+    def call_bytes(self, e: ast.Call, name: str) -> Fn:
+        """``buf()``/``macaddr()`` of the ``u8[N]`` array the kernel fetched."""
+        t = self.type_of(e)
+        n = t.size - 8 if isinstance(t, FmtType) and t.kind == "buf" else 6
+        computed = len(e.args) == 2 and not isinstance(e.args[1], ast.IntLit)
+        length = self.expr(e.args[1]) if computed else None
+        mac = e.name == "macaddr"
+
+        def read(fr: Frame) -> str:
+            v = fr.fields.get(name, ())
+            raw = bytes(x & 0xFF for x in v if isinstance(x, int)) if isinstance(v, (tuple, list)) \
+                else bytes(n)
+            if mac:
+                return F.format_macaddr(raw)
+            cut = n if length is None else min(n, length(fr) & _M64)
+            return F.format_buf(raw[:cut])
+
+        return read
 
     def call_cat(self, e: ast.Call) -> Fn:
         fmt = e.args[0]

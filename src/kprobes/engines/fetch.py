@@ -293,6 +293,9 @@ class FetchFinder:
         if e.name == "join":
             self.join_call(e)
             return
+        if e.name in ("buf", "macaddr"):
+            self.bytes_call(e)
+            return
         if e.name == "reg" and isinstance(e.args[0], ast.StrLit):
             if self.family not in ("kprobe", "uprobe"):
                 raise self.error(f'reg can not be used with "{self.family}" probes', e.span)
@@ -330,6 +333,35 @@ class FetchFinder:
             return
         expr, typ = self.btf_fetch(k, e.span, override="string")
         self.field_of[id(e)] = self.add(hint, expr, typ)
+
+    def bytes_call(self, e: ast.Call) -> None:
+        """``buf(p, n)`` / ``macaddr(p)``: ``n`` (6) bytes at ``p`` as one ``u8[n]`` fetch
+        (a computed ``n``: BPFTRACE_MAX_STRLEN bytes, cut in Python)."""
+        from ..lang.typesys import FmtType, IntType, PointerType
+
+        arg = e.args[0]
+        for extra in e.args[1:]:
+            self.expr(extra)
+        t = self.checked.type_of(arg)
+        ft = self.checked.type_of(e)
+        if not isinstance(t, (IntType, PointerType)):
+            raise self.error(f"{e.name}() of a {t} needs --engine bpf (the tracefs engine reads "
+                             "bytes only through a pointer)", e.span)
+        if self.family == "tracepoint" and not self.eprobe:
+            raise self.error(f"{e.name}() of a tracepoint field needs kernel event probes "
+                             "(CONFIG_EPROBE_EVENTS, Linux 5.15+), which this kernel lacks; "
+                             "--engine bpf can", e.span)
+        k = self.kexpr(arg)
+        if k is None:
+            raise self.error(f"{e.name}() needs a pointer the kernel can read when the probe "
+                             "fires (argN, retval, a tracepoint field)", arg.span)
+        base = self.materialize(k, e.span)
+        n = ft.size - 8 if isinstance(ft, FmtType) and ft.kind == "buf" else 6
+        if n <= 0:
+            return
+        user = self._user_memory() and self.family != "uprobe"
+        self.field_of[id(e)] = self.add(f"{e.name}_{_hint_of(arg)}",
+                                        f"+{'u' if user else ''}0({base})", f"u8[{n}]")
 
     def join_call(self, e: ast.Call) -> None:
         """``join(argv)``: each of the first JOIN_ARGS pointers and the string it points to

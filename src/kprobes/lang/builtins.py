@@ -99,7 +99,7 @@ BPF_ONLY_BUILTINS: frozenset[str] = frozenset(
     ["kstack", "ustack", "curtask", "rand", "cgroup", "numaid"]
 )  # fmt: skip
 BPF_ONLY_FUNCTIONS: frozenset[str] = frozenset(
-    ["kstack", "ustack", "usym", "signal", "override", "macaddr", "buf"]
+    ["kstack", "ustack", "usym", "signal", "override"]
 )  # fmt: skip
 BPF_ONLY_PROVIDERS: frozenset[str] = frozenset(
     ["profile", "kfunc", "kretfunc", "rawtracepoint", "software", "hardware"]
