@@ -122,6 +122,44 @@ def test_buf_macaddr_of_a_uprobe_pointer_on_both_engines(work: Path) -> None:
         assert lines(out) == ["Attaching 1 probe...", "12\\x01|12|31:32:01:FF:61:62"], engine
 
 
+CONNECT = """\
+import ctypes, socket
+ctypes.CDLL(None).prctl(15, b"kpfnconn", 0, 0, 0)
+for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    s = socket.socket(fam); s.bind((host, 0)); s.listen()
+    c = socket.create_connection(s.getsockname()[:2]); a, _ = s.accept(); a.close(); c.close(); s.close()
+"""
+
+
+def test_ntop_of_tracepoint_address_arrays_on_both_engines(work: Path) -> None:
+    _bpf_or_skip()
+    if not os.path.exists("/sys/kernel/tracing/events/sock/inet_sock_set_state/format"):
+        require("no sock:inet_sock_set_state tracepoint")
+    if not socket_has_ipv6():
+        require("no IPv6 loopback")
+    script = work / "conn.py"
+    script.write_text(CONNECT)
+    prog = ('tracepoint:sock:inet_sock_set_state /comm == "kpfnconn" && args->newstate == 1 && '
+            'args->oldstate == 2/ { printf("%s %s %s %s\\n", ntop(args->saddr), ntop(args->daddr_v6), '
+            'ntop(args->family, args->saddr_v6), ntop(10, args->saddr_v6)); }')
+    # bpftrace v0.17.0 printed these two lines (inet_ntop's text for a mapped IPv4 address)
+    want = ["Attaching 1 probe...", "127.0.0.1 ::ffff:127.0.0.1 0.0.0.0 ::ffff:127.0.0.1",
+            "0.0.0.0 ::1 ::1 ::1"]
+    for engine in ("tracefs", "bpf"):
+        assert lines(run(engine, prog, f"{sys.executable} {script}")) == want, engine
+
+
+def socket_has_ipv6() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 def test_signal_needs_unsafe_and_kills_the_task(work: Path, tmp_path: Path) -> None:
     _bpf_or_skip()
     if not os.path.exists("/sys/kernel/tracing/events/syscalls/sys_enter_getppid/id"):

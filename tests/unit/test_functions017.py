@@ -308,3 +308,10 @@ def test_buf_and_macaddr_on_the_tracefs_engine() -> None:
     env.fire(0, {names["+0(%si):u8[3]"]: data[:3], names["+0(%si):u8[64]"]: data,
                  names["+0(%si):u8[6]"]: data[:6], names["%dx:u64"]: 4})
     assert env.out.getvalue() == "a\\x0a\\xff a\\x0a\\xffA 61:0A:FF:41:42:43\n"
+
+
+def test_ntop_text_is_inet_ntop() -> None:
+    mapped = bytes(10) + b"\xff\xff" + bytes([127, 0, 0, 1])
+    assert F.format_ntop(F.AF_INET6, mapped) == "::ffff:127.0.0.1"
+    assert F.format_ntop(F.AF_INET, bytes([10, 1, 2, 3])) == "10.1.2.3"
+    assert both('print(ntop(pton("::ffff:10.0.0.1")));') == "::ffff:10.0.0.1\n"

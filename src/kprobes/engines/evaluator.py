@@ -730,14 +730,30 @@ class ProbeCompiler:
         return lambda fr: raw
 
     def call_ntop(self, e: ast.Call) -> Fn:
-        addr = self.expr(e.args[-1])
+        arg = e.args[-1]
+        fetched = self.field_of.get(id(arg))
+        addr: Fn
+        if fetched is not None:  # the raw bytes (or little-endian int) the kernel read
+            addr = lambda fr: fr.fields.get(fetched, 0)  # noqa: E731
+        else:
+            addr = self.expr(arg)
         af = self.expr(e.args[0]) if len(e.args) == 2 else None
-        at = self.type_of(e.args[-1])
-        size = 16 if isinstance(at, ArrayType) and at.count == 16 else 4
+        at = self.type_of(arg)
+        nbytes = at.size if isinstance(at, StringType) else (
+            at.count * (at.elem.bits // 8 if isinstance(at.elem, IntType) else 1)
+            if isinstance(at, ArrayType) else 4)
+        size = 16 if nbytes == 16 else 4
 
         def ntop(fr: Frame) -> str:
             v = addr(fr)
-            raw = v if isinstance(v, bytes) else (v & ((1 << 128) - 1)).to_bytes(16, "little")
+            if isinstance(v, (tuple, list)):
+                raw = bytes(x & 0xFF for x in v if isinstance(x, int))
+            elif isinstance(v, str):
+                raw = v.encode("latin-1", "replace")
+            elif isinstance(v, bytes):
+                raw = v
+            else:
+                raw = (int(v) & ((1 << 128) - 1)).to_bytes(16, "little")
             family = af(fr) if af is not None else (F.AF_INET6 if size == 16 else F.AF_INET)
             return F.format_ntop(family, raw)
 

@@ -41,7 +41,7 @@ from ..lang import ast
 from ..lang.checked import CheckedProgram
 from ..lang.diagnostics import LangError
 from ..lang.source import Span
-from ..lang.typesys import RecordType, StringType
+from ..lang.typesys import IntType, RecordType, StringType
 from ..probes.arch import Arch
 from .variant import plan_error
 
@@ -296,6 +296,13 @@ class FetchFinder:
         if e.name in ("buf", "macaddr"):
             self.bytes_call(e)
             return
+        last = e.args[-1] if e.args else None
+        if e.name == "ntop" and isinstance(last, ast.FieldAccess) and _is_args(last.expr) and \
+                not isinstance(self.checked.type_of(last), IntType):
+            for extra in e.args[:-1]:
+                self.expr(extra)
+            self.tp_bytes(last)
+            return
         if e.name == "reg" and isinstance(e.args[0], ast.StrLit):
             if self.family not in ("kprobe", "uprobe"):
                 raise self.error(f'reg can not be used with "{self.family}" probes', e.span)
@@ -333,6 +340,26 @@ class FetchFinder:
             return
         expr, typ = self.btf_fetch(k, e.span, override="string")
         self.field_of[id(e)] = self.add(hint, expr, typ)
+
+    def tp_bytes(self, e: ast.FieldAccess) -> None:
+        """A tracepoint array field (``args->saddr``) as its bytes: an event probe reads a field
+        of 1..8 bytes as its value and a longer one through its address; a plain tracepoint
+        gives the record's bytes."""
+        name = e.field
+        if not self.eprobe:
+            self.field_of[id(e)] = name
+            return
+        size = 0
+        if self.provider is not None:
+            for sys_, ev in self.tracepoints:
+                f = self.provider.tracepoint_field(sys_, ev, name)
+                if f is not None:
+                    size = f.size
+                    break
+        if size in (1, 2, 4, 8):
+            self.field_of[id(e)] = self.add(name, f"${name}", f"u{8 * size}")
+        else:
+            self.field_of[id(e)] = self.add(name, f"+0(${name})", f"u8[{size or 16}]")
 
     def bytes_call(self, e: ast.Call) -> None:
         """``buf(p, n)`` / ``macaddr(p)``: ``n`` (6) bytes at ``p`` as one ``u8[n]`` fetch

@@ -23,7 +23,6 @@ symbol's address in the probed binary, the inode of the cgroup directory.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import time
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
@@ -87,9 +86,11 @@ def _s32(v: int) -> int:
 
 def format_ntop(af: int, raw: bytes) -> str:
     """``ntop(af, addr)``: ``raw`` holds the address in network order (4 or 16 bytes used)."""
-    if af == AF_INET6:
-        return str(ipaddress.IPv6Address(bytes(raw[:16]).ljust(16, b"\0")))
-    return str(ipaddress.IPv4Address(bytes(raw[:4]).ljust(4, b"\0")))
+    import socket
+
+    if af == AF_INET6:  # inet_ntop's text (::ffff:127.0.0.1 for a mapped IPv4 address)
+        return socket.inet_ntop(socket.AF_INET6, bytes(raw[:16]).ljust(16, b"\0"))
+    return socket.inet_ntop(socket.AF_INET, bytes(raw[:4]).ljust(4, b"\0"))
 
 
 def format_macaddr(raw: bytes) -> str:

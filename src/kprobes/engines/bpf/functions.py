@@ -24,7 +24,7 @@ conventions: ``r0`` for integers, NUL-padded stack buffers, ``r6`` the context).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 from ...bpf.helpers import Helper
 from ...bpf.insn import R0, R1, R2, R3, R6, R10, Reg
@@ -110,6 +110,9 @@ class FunctionOps:
         raise NotImplementedError
 
     def address(self, e: ast.Expr) -> None:
+        raise NotImplementedError
+
+    def tp_field(self, e: ast.FieldAccess) -> Any:
         raise NotImplementedError
 
     def snippet(self, node: object) -> str:
@@ -278,7 +281,13 @@ class FunctionOps:
         if n <= 0:
             return
         t = self.type_of(e)
-        if isinstance(t, ArrayType):
+        user = self.user_memory
+        if isinstance(e, ast.FieldAccess) and isinstance(e.expr, ast.Builtin) and \
+                e.expr.name == "args" and isinstance(t, (ArrayType, StringType)):
+            f = self.tp_field(e)  # the array in the tracepoint's record
+            a.mov64(R0, R6).add64(R0, f.offset)
+            user = False
+        elif isinstance(t, (ArrayType, StringType)):
             self.address(e)
         elif isinstance(t, (IntType, PointerType)):
             self.int_expr(e)
@@ -292,13 +301,16 @@ class FunctionOps:
             a.jle(R2, n, ok).mov64(R2, n).label(ok)  # the verifier's bound
         else:
             a.mov64(R2, n)
-        a.call(self.probe_read(self.user_memory))
+        a.call(self.probe_read(user))
 
     def ntop(self, e: ast.Call, off: int) -> None:
         a = self.a
         addr = e.args[-1]
         at = self.type_of(addr)
-        size = 16 if isinstance(at, ArrayType) and at.count * 1 == 16 else 4
+        nbytes = at.size if isinstance(at, StringType) else (
+            at.count * (at.elem.bits // 8 if isinstance(at.elem, IntType) else 1)
+            if isinstance(at, ArrayType) else 4)
+        size = 16 if nbytes == 16 else 4
         if len(e.args) == 2:
             self.int_expr(e.args[0])
         else:
