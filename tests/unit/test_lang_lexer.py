@@ -123,6 +123,14 @@ def test_preprocessor_lines_at_top_level() -> None:
     assert toks[0].kind == "PREPROC" and toks[0].text == "#include <linux/sched.h>"
 
 
+def test_shebang_line_in_column_one_is_skipped() -> None:
+    # bpftrace 0.17 runs its tools as `#!/usr/bin/env bpftrace` scripts; a "#!" line starting
+    # in column 1 is skipped (also after a blank line), an indented one is not.
+    assert kinds("#!/usr/bin/env bpftrace\nBEGIN {}") == ["ATTACH", "{", "}", "EOF"]
+    assert kinds("\n#!/usr/bin/bpftrace\n#include <x.h>\nBEGIN {}")[:2] == ["PREPROC", "ATTACH"]
+    assert kinds(" #!/usr/bin/bpftrace\nBEGIN {}")[0] == "PREPROC"
+
+
 def test_invalid_character_reports_position() -> None:
     with pytest.raises(LangError) as exc:
         lex("BEGIN { `x }")

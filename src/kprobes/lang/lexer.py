@@ -112,7 +112,9 @@ class _Lexer:
         if ch == "#":
             stop = text.find("\n", start)
             self.pos = len(text) if stop < 0 else stop
-            self.add("PREPROC", start, self.pos, text[start : self.pos])
+            # A "#!" line starting in column 1 (a script's shebang) is skipped, as bpftrace does.
+            if not (text.startswith("#!", start) and (start == 0 or text[start - 1] == "\n")):
+                self.add("PREPROC", start, self.pos, text[start : self.pos])
         elif ch == "/":
             self.pos += 1
             self.in_pred = True
