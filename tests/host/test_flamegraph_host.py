@@ -3,15 +3,16 @@
 * ``profile:hz:99`` on a gcc-built busy loop with ``--folded`` gives folded user
   stacks (comm, then main, then the looping function); ``kprobes flamegraph``
   turns them into an SVG naming those functions;
-* Debian's ``chromium`` loads a page embedding an SVG of known stacks, runs its
-  search and clicks a frame; the test reads back the DOM (``--dump-dom``): the
-  matched percentage, the magenta frames and the zoomed frame's width.  A
-  screenshot of the graph is kept in ``results/flamegraph.png`` (a CI artifact).
+* Debian's ``chromium`` (driven by tests/chromium.py) loads a page embedding an
+  SVG of known stacks, runs its search and clicks a frame; the test reads back
+  the DOM (``--dump-dom``): the matched percentage, the magenta frames and the
+  zoomed frame's width.  A screenshot of the graph is kept in
+  ``results/flamegraph.png`` (a CI artifact).  The kernel graphs made in the VM
+  go through Chromium in tests/cross/test_flamegraph_vm_in_chromium.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ from typing import Iterator
 import pytest
 
 from kprobes.export.flamegraph import FlameOptions, render_svg
+from tests import chromium
 from tests.conftest import require
 from tests.helpers import ROOT, run_cli, run_cli_subprocess
 
@@ -34,15 +36,6 @@ __attribute__((noinline)) void spin_inner(volatile unsigned long *x) {
 }
 int main(void) { volatile unsigned long x = 0; for (;;) spin_inner(&x); }
 """
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    require("chromium is not installed (apt-get install chromium; scripts/install-vm-deps does)")
-    raise AssertionError  # unreachable
 
 
 @pytest.fixture
@@ -103,21 +96,8 @@ def test_folded_needs_a_stack_map() -> None:
     assert rc == 1 and "--folded needs a map keyed by a stack" in err
 
 
+# Runs in the page (tests/chromium.py: ``out`` is returned, frame/width are helpers).
 PAGE_SCRIPT = r"""
-<pre id="result">pending</pre>
-<script>
-(function () {
-  var out = {};
-  function frame(name) {
-    var gs = document.querySelectorAll("g.fr");
-    for (var i = 0; i < gs.length; i++) { if (gs[i].getAttribute("data-n") === name) { return gs[i]; } }
-    return null;
-  }
-  function width(name) {
-    var g = frame(name);
-    return g && g.style.display !== "none" ? parseFloat(g.querySelector("rect").getAttribute("width")) : -1;
-  }
-  try {
     out.before = { a: width("a"), b: width("b"), c: width("c"), other: width("other") };
     out.search = window.kpflame.search("^(b|c)$");
     out.matched = document.getElementById("matched").textContent;
@@ -126,35 +106,22 @@ PAGE_SCRIPT = r"""
     for (var i = 0; i < ms.length; i++) {
       out.magenta.push([ms[i].getAttribute("data-n"), ms[i].querySelector("rect").getAttribute("fill")]);
     }
-    frame("a").querySelector("rect").dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    click(frame("a"));
     out.zoomed = { a: width("a"), b: width("b"), c: width("c"), other: width("other"),
                    main: width("main"), mainFaded: frame("main").classList.contains("par"),
                    bLabel: frame("b").querySelector("text").textContent,
                    unzoom: !document.getElementById("unzoom").classList.contains("hide") };
-    document.getElementById("unzoom").dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    click(document.getElementById("unzoom"));
     out.reset = { a: width("a"), other: width("other") };
-  } catch (e) { out.error = String(e); }
-  document.getElementById("result").textContent = JSON.stringify(out);
-})();
-</script>
 """
 
 
 def test_flamegraph_search_and_zoom_in_chromium(tmp_path: Path) -> None:
-    chromium = _chromium()
+    chromium.chromium()
     stacks = [(("main", "a", "b"), 30), (("main", "a", "c"), 10), (("main", "a"), 10),
               (("other",), 50)]
     svg = render_svg(stacks, FlameOptions(title="test", width=1020))  # 1000 px for 100 samples
-    page = tmp_path / "page.html"
-    page.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
-                    + svg[svg.index("<svg"):] + PAGE_SCRIPT + "</body></html>")
-    args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            f"--user-data-dir={tmp_path / 'profile'}"]
-    r = subprocess.run(args + ["--dump-dom", page.as_uri()], capture_output=True, text=True,
-                       timeout=120)
-    m = re.search(r'<pre id="result">(.*?)</pre>', r.stdout, re.S)
-    assert m, f"no result in the DOM (rc {r.returncode}): {r.stderr[-2000:]}"
-    res = json.loads(m.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+    res = chromium.run_page(svg, PAGE_SCRIPT, tmp_path)
     assert "error" not in res, res
     assert res["before"] == {"a": 500.0, "b": 300.0, "c": 100.0, "other": 500.0}
     assert res["search"] == {"frames": 2, "samples": 40, "percent": 40}
@@ -165,13 +132,7 @@ def test_flamegraph_search_and_zoom_in_chromium(tmp_path: Path) -> None:
     assert z["a"] == 1000.0 and z["b"] == 600.0 and z["c"] == 200.0 and z["other"] == -1
     assert z["main"] == 1000.0 and z["mainFaded"] and z["unzoom"] and z["bLabel"] == "b"
     assert res["reset"] == {"a": 500.0, "other": 500.0}
-    # A screenshot for people (CI keeps results/ as an artifact).
-    results = Path(ROOT) / "results"
-    try:
-        results.mkdir(exist_ok=True)
-        shot = tmp_path / "flamegraph.svg"
-        shot.write_text(svg)
-        subprocess.run(args + ["--window-size=1020,260", f"--screenshot={results / 'flamegraph.png'}",
-                               shot.as_uri()], capture_output=True, timeout=120)
-    except OSError:
-        pass  # a read-only checkout (the VM) keeps no artifact
+    # A screenshot for people (CI keeps results/ as an artifact; a read-only checkout keeps none).
+    shot = tmp_path / "flamegraph.svg"
+    shot.write_text(svg)
+    chromium.screenshot(shot.as_uri(), Path(ROOT) / "results" / "flamegraph.png", tmp_path, "1020,260")

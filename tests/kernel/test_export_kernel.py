@@ -3,7 +3,11 @@
 * ``profile:hz:99`` with ``@[kstack] = count()`` while ``dd`` reads /dev/zero,
   printed with ``--folded``: kernel stacks root first with bare function names
   (the syscall entry below ``ksys_read`` below ``vfs_read``), rendered by
-  ``kprobes flamegraph`` into an SVG naming those functions;
+  ``kprobes flamegraph`` into an SVG naming those functions; the folded input,
+  the SVG and what the workload ran through (``vfs_read``) are kept in
+  ``results/flamegraph-vm-KERNEL.{folded,svg,json}`` (KERNEL: ``6.1``, ``6.12``)
+  for tests/cross/test_flamegraph_vm_in_chromium.py, which loads the SVG in
+  Chromium on the host after the VM stages (the guest has no browser);
 * ``kprobes record`` of a kprobe and a kretprobe on ``do_sys_openat2`` while
   ``cat`` opens known files, turned by ``kprobes perfetto`` into a Chrome JSON
   trace and a Perfetto protobuf: one slice per recorded entry/return pair, with
@@ -14,17 +18,31 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 
-from tests.helpers import run_cli, session_leftovers
+from tests.helpers import ROOT, run_cli, session_leftovers
 
 pytestmark = pytest.mark.kernel
 
 
+def _flame_artifacts(tmp: Path) -> Dict[str, Path]:
+    """results/flamegraph-vm-KERNEL.{json,svg,folded}, this kernel's old files removed."""
+    results = Path(ROOT) / "results"
+    out = results if os.access(results, os.W_OK) else tmp
+    release = os.uname().release
+    m = re.match(r"\d+\.\d+", release)
+    paths = {s: out / f"flamegraph-vm-{m.group(0) if m else release}.{s}" for s in ("json", "svg", "folded")}
+    for p in paths.values():  # a failed run must not leave an older graph
+        p.unlink(missing_ok=True)
+    return paths
+
+
 def test_profile_kstack_folded_and_flamegraph(tmp_path: Path) -> None:
+    keep = _flame_artifacts(tmp_path)
     prog = 'profile:hz:99 /comm == "dd"/ { @[kstack] = count(); }'
     rc, out, err = run_cli(["--engine", "bpf", "--folded", "-e", prog, "--duration", "4",
                             "-c", "dd if=/dev/zero of=/dev/null bs=1M count=100000"])
@@ -43,14 +61,19 @@ def test_profile_kstack_folded_and_flamegraph(tmp_path: Path) -> None:
             read_stacks.append(frames)
     assert read_stacks, out
     assert total >= 20  # ~99 Hz for up to 4 s of a process that is mostly in the kernel
-    folded = tmp_path / "dd.folded"
+    folded = keep["folded"]
     folded.write_text(out)
-    svg = tmp_path / "dd.svg"
-    rc, _, err = run_cli(["flamegraph", str(folded), "-o", str(svg)])
+    svg = keep["svg"]
+    title = f"profile:hz:99 kernel stacks of dd (Linux {os.uname().release})"
+    rc, _, err = run_cli(["flamegraph", str(folded), "-o", str(svg), "--title", title])
     assert rc == 0, err
     text = svg.read_text()
     assert 'data-n="vfs_read"' in text and 'data-n="ksys_read"' in text
     assert f'data-total="{total}"' in text
+    # Written last: the cross test takes the graph only when this says what it holds.
+    keep["json"].write_text(json.dumps(
+        {"kernel": os.uname().release, "workload": "dd if=/dev/zero of=/dev/null bs=1M",
+         "frame": "vfs_read", "total": total}))
 
 
 def test_kprobe_recording_to_perfetto(tmp_path: Path) -> None:
