@@ -146,7 +146,12 @@ def test_ntop_of_tracepoint_address_arrays_on_both_engines(work: Path) -> None:
     want = ["Attaching 1 probe...", "127.0.0.1 ::ffff:127.0.0.1 0.0.0.0 ::ffff:127.0.0.1",
             "0.0.0.0 ::1 ::1 ::1"]
     for engine in ("tracefs", "bpf"):
-        assert lines(run(engine, prog, f"{sys.executable} {script}")) == want, engine
+        rc, out, err = run_cli(["--engine", engine, "-e", prog, "-c", f"{sys.executable} {script}"])
+        if engine == "tracefs" and rc != 0:  # with event probes, 16-byte arrays are refused
+            assert "needs --engine bpf (the tracefs engine's event probes read fields" in err
+            continue
+        assert rc == 0, err
+        assert lines(out) == want, engine
 
 
 def socket_has_ipv6() -> bool:

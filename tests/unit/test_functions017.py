@@ -315,3 +315,40 @@ def test_ntop_text_is_inet_ntop() -> None:
     assert F.format_ntop(F.AF_INET6, mapped) == "::ffff:127.0.0.1"
     assert F.format_ntop(F.AF_INET, bytes([10, 1, 2, 3])) == "10.1.2.3"
     assert both('print(ntop(pton("::ffff:10.0.0.1")));') == "::ffff:10.0.0.1\n"
+
+
+SOCK_FORMAT = """\
+name: inet_sock_set_state
+ID: 1234
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:__u16 family;\toffset:28;\tsize:2;\tsigned:0;
+\tfield:__u8 saddr[4];\toffset:32;\tsize:4;\tsigned:0;
+\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;
+
+print fmt: "family=%d", REC->family
+"""
+
+
+def test_ntop_of_tracepoint_arrays_on_the_tracefs_engine(tmp_path: object) -> None:
+    d = os.path.join(str(tmp_path), "events", "sock", "inet_sock_set_state")
+    os.makedirs(d)
+    with open(os.path.join(d, "format"), "w") as fh:
+        fh.write(SOCK_FORMAT)
+    root = str(tmp_path)
+    tp = "tracepoint:sock:inet_sock_set_state"
+    plan = make_plan(f'{tp} {{ printf("%s\\n", ntop(args->saddr)); }}', root=root)
+    assert "saddr=$saddr:u32" in (plan.kernel_events[0].definition or "")
+    with pytest.raises(LangError, match="ntop\\(\\) of the 16-byte array args.saddr_v6 needs --engine bpf"):
+        make_plan(f'{tp} {{ printf("%s\\n", ntop(args->saddr_v6)); }}', root=root)
+    plain = make_plan(f'{tp} {{ printf("%s\\n", ntop(args->saddr_v6)); }}', root=root, eprobes=False)
+    env = Env.__new__(Env)
+    env.plan, env.out = plain, io.StringIO()
+    env.rt = Runtime(make_maps(plain.checked), Output(env.out), 0, ProcInfo("/nonexistent"), ksym=hex)
+    env.runners = compile_variants(plain.checked, plain.variants, env.rt)
+    env.fire(0, {"saddr_v6": (0,) * 10 + (255, 255, 127, 0, 0, 1)})  # the record's u8[16]
+    assert env.out.getvalue() == "::ffff:127.0.0.1\n"

@@ -343,8 +343,8 @@ class FetchFinder:
 
     def tp_bytes(self, e: ast.FieldAccess) -> None:
         """A tracepoint array field (``args->saddr``) as its bytes: an event probe reads a field
-        of 1..8 bytes as its value and a longer one through its address; a plain tracepoint
-        gives the record's bytes."""
+        of 1..8 bytes as its value (longer ones are refused); a plain tracepoint gives the
+        record's bytes."""
         name = e.field
         if not self.eprobe:
             self.field_of[id(e)] = name
@@ -356,10 +356,13 @@ class FetchFinder:
                 if f is not None:
                     size = f.size
                     break
-        if size in (1, 2, 4, 8):
-            self.field_of[id(e)] = self.add(name, f"${name}", f"u{8 * size}")
-        else:
-            self.field_of[id(e)] = self.add(name, f"+0(${name})", f"u8[{size or 16}]")
+        if size not in (1, 2, 4, 8):
+            # an event probe's $FIELD is the value of a 1..8-byte field; of a longer array it
+            # is no address (6.1: +0($daddr_v6) reads garbage), so its bytes are out of reach
+            raise self.error(f"ntop() of the {size}-byte array args.{name} needs --engine bpf "
+                             "(the tracefs engine's event probes read fields of at most 8 bytes)",
+                             e.span)
+        self.field_of[id(e)] = self.add(name, f"${name}", f"u{8 * size}")
 
     def bytes_call(self, e: ast.Call) -> None:
         """``buf(p, n)`` / ``macaddr(p)``: ``n`` (6) bytes at ``p`` as one ``u8[n]`` fetch
