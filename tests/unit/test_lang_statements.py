@@ -304,3 +304,23 @@ def test_print_of_a_tuple_is_one_bpf_record() -> None:
 ])
 def test_tuple_errors_are_bpftraces(text: str, message: str) -> None:
     assert message in error_of(text)
+
+
+def test_an_unbounded_while_the_verifier_refuses_is_no_kprobes_bug() -> None:
+    from types import SimpleNamespace
+
+    from kprobes.engines.bpf.lifecycle import _verifier_failure
+    from kprobes.errors import VerifierError
+
+    def failure(body: str) -> str:
+        c = checked("kprobe:f { " + body + " }")
+        plan = SimpleNamespace(checked=c)
+        prog = SimpleNamespace(probe_index=0, code=SimpleNamespace(insns=[], sources=[]))
+        err = VerifierError("load", "0: (b7) r0 = 0\nBPF program is too large. Processed 1000001 insn\n")
+        e = _verifier_failure(plan, prog, err)  # type: ignore[arg-type]
+        return f"{e}\n{e.hint}"
+
+    text = failure("$i = 0; while ($i < arg0) { $i++; }")
+    assert "could not prove that a while loop of probe 1 (kprobe:f) ends" in text
+    assert "kprobes bug" not in text and "bound the loop by a constant" in text
+    assert "kprobes bug" in failure("@x = arg0;")

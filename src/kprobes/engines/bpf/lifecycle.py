@@ -101,6 +101,17 @@ class RecordDecoder:
             self.maps[rec.map].zero()
 
 
+def _has_while(node: object) -> bool:
+    from ...lang import ast
+
+    if isinstance(node, ast.While):
+        return True
+    if isinstance(node, tuple):
+        return any(_has_while(x) for x in node)
+    return any(_has_while(getattr(node, f)) for f in getattr(node, "__dataclass_fields__", ())
+               if f != "span" and type(node).__module__ == ast.__name__)
+
+
 def _verifier_failure(plan: BpfPlan, p: BpfProgram, e: VerifierError) -> EngineArmError:
     """A verifier rejection is a kprobes bug: name the probe, its source line, the log's end."""
     src = ""
@@ -117,6 +128,12 @@ def _verifier_failure(plan: BpfPlan, p: BpfProgram, e: VerifierError) -> EngineA
     where = ", ".join(ap.raw for ap in probe.attach_points)
     tail = "\n".join("  " + ln for ln in e.last_lines)
     line = f" at line {src}" if src else ""
+    if _has_while(probe.body) and re.search(r"too large|infinite loop|back-edge|loop", e.log):
+        return EngineArmError(
+            f"the kernel's BPF verifier could not prove that a while loop of probe "
+            f"{p.probe_index + 1} ({where}) ends{line}\nverifier log (last lines):\n{tail}",
+            hint="bound the loop by a constant (while ($i < 100 && ...)), as bpftrace needs too; "
+                 "--engine tracefs runs it without BPF")
     return EngineArmError(
         f"kprobes bug: the kernel's BPF verifier refused the program of probe {p.probe_index + 1} "
         f"({where}){line}\nverifier log (last lines):\n{tail}",
