@@ -75,8 +75,6 @@ def _run(args: List[str], streams: Streams) -> int:
     if o.listing:
         search = o.operands[0] if o.operands else o.program
         return list_probes(search, o.verbose > 0, streams)
-    if o.command is not None and o.pid is not None:
-        raise BpftraceError("ERROR: USAGE: Cannot use both -c and -p.", usage=True)
     from . import validate
 
     validate.check_duration(o.duration)
@@ -106,7 +104,10 @@ def _program_text(o: Options, streams: Streams) -> "tuple[str, str]":
         raise BpftraceError("ERROR: no program given: -e 'program', a file, or - for standard input",
                             usage=True)  # fmt: skip
     if src == "-":
-        data = sys.stdin.buffer.read()
+        try:
+            data = sys.stdin.buffer.read()
+        except (OSError, AttributeError, ValueError) as e:  # closed, or not a byte stream
+            raise BpftraceError(f"ERROR: failed to read the program from standard input: {e}") from None
         return validate.decode_program(data, "stdin"), "stdin"
     try:
         with open(src, "rb") as fh:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, TextIO, Tuple
 
 from .._record import dataclass
@@ -119,6 +120,46 @@ def _simple_command(cmd: str) -> bool:
     return not any(w and all(c in ";&|<>()" for c in w) for w in words)
 
 
+#: Characters after which a ``-c`` command needs its shell (expansions, globs, quoting).
+_SHELL_SYNTAX = frozenset("$`*?[]{}~\\\"'#")
+
+
+def _plain_argv(cmd: str) -> Optional[List[str]]:
+    """``cmd`` as argv when it is plain words (no shell syntax at all), else None."""
+    if any(c in _SHELL_SYNTAX for c in cmd) or not _simple_command(cmd):
+        return None
+    words = cmd.split()
+    return words if words and "=" not in words[0] else None
+
+
+def _wait_at_gate(pid: int, timeout: float = 2.0) -> None:
+    """Until the gate's shell sleeps in its ``read`` of the gate pipe (its start-up done)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+            with open(f"/proc/{pid}/wchan", "rb") as fh:
+                wchan = fh.read()
+        except (OSError, IndexError):
+            return
+        if state == b"S" and (b"pipe" in wchan or wchan in (b"", b"0")):
+            return
+        if state == b"Z":
+            return
+        time.sleep(0.001)
+
+
+def _kill_unreleased(proc: "subprocess.Popen[bytes]", gate: int) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    try:
+        os.close(gate)
+    except OSError:
+        pass
+
+
 class Lifecycle:
     """The engine-neutral parts of a run (see the module docstring)."""
 
@@ -137,9 +178,15 @@ class Lifecycle:
         self.on_start: List[Callable[[], None]] = []
         #: set by engines that count losses as they read: ``by_source() -> {source: n}``
         self.loss: Optional[Any] = None
+        self._unreleased: Any = None
 
     def attaching(self, n: int) -> None:
-        """bpftrace's ``Attaching N probes...`` (before anything is armed)."""
+        """bpftrace's ``Attaching N probes...`` (before anything is armed).
+
+        The ``-c`` command is started here, held at its gate, as bpftrace forks
+        it before attaching: its shell's start-up is over before any probe is armed.
+        """
+        self.spawn_command()
         if self.opts.quiet:
             return
         self.output.attached(n)
@@ -172,10 +219,17 @@ class Lifecycle:
         from ..backends.process import spawn_gated
 
         cmd = self.opts.command
-        if _simple_command(cmd):
-            cmd = "exec " + cmd  # its pid is the shell's: cpid is the command's, as in bpftrace
-        self.proc, self.gate = spawn_gated(["sh", "-c", cmd])
+        argv = _plain_argv(cmd)
+        if argv is not None:  # the gate's shell exec()s it: cpid is the command's, as in bpftrace
+            self.proc, self.gate = spawn_gated(argv)
+        else:
+            if _simple_command(cmd):
+                cmd = "exec " + cmd  # its pid is the shell's: cpid is the command's
+            self.proc, self.gate = spawn_gated(["sh", "-c", cmd])
         self.rt.cpid = self.proc.pid
+        # never released (an error before the program started): killed, not let run
+        self._unreleased = weakref.finalize(self, _kill_unreleased, self.proc, self.gate)
+        _wait_at_gate(self.proc.pid)
 
     def release_command(self) -> None:
         """Let ``-c CMD`` run now that everything is armed (it exec()s only past its gate)."""
@@ -184,6 +238,7 @@ class Lifecycle:
         self.spawn_command()
         gate, self.gate = self.gate, None
         if gate is not None:
+            self._unreleased.detach()
             os.write(gate, b"go\n")
             os.close(gate)
 
@@ -200,6 +255,7 @@ class Lifecycle:
             proc.wait()
         gate, self.gate = self.gate, None
         if gate is not None:  # never released (exit() in BEGIN): closed only once it is dead
+            self._unreleased.detach()
             os.close(gate)
 
     def report_loss(self, lines: Iterable[str], lost: int = 0) -> None:
