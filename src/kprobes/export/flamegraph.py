@@ -205,7 +205,7 @@ def render_svg(stacks: Sequence[Folded], opts: Optional[FlameOptions] = None) ->
           f"{_xml(o.subtitle)}</text>\n")
     w(f'<text id="unzoom" class="btn hide" x="{xpad}" y="{fs * 2}">Reset Zoom</text>\n')
     w(f'<text id="search" class="btn" x="{o.width - xpad - 110}" y="{fs * 2}">Search</text>\n')
-    w(f'<text id="matched" x="{o.width - xpad - 110}" y="{height - fs + 2}"></text>\n')
+    w(f'<text id="matched" x="{o.width - xpad}" y="{height - fs + 2}" text-anchor="end"></text>\n')
     w(f'<text id="details" x="{xpad}" y="{height - fs + 2}"> </text>\n')
     w('<g id="frames">\n')
     for f in shown:
