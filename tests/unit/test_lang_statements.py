@@ -324,3 +324,14 @@ def test_an_unbounded_while_the_verifier_refuses_is_no_kprobes_bug() -> None:
     assert "could not prove that a while loop of probe 1 (kprobe:f) ends" in text
     assert "kprobes bug" not in text and "bound the loop by a constant" in text
     assert "kprobes bug" in failure("@x = arg0;")
+
+
+@pytest.mark.parametrize("cmd,simple", [
+    ("ls /tmp", True), ('python3 -c "import os; os.getpid()"', True), ("a; b", False),
+    ("a && b", False), ("a|b", False), ("sleep 1 > /dev/null", False), ("X=1 cmd", False),
+    ("cd /tmp", False), ("! false", False), ("a\nb", False), ("", False),
+])
+def test_only_a_simple_command_is_execd_so_cpid_is_its_pid(cmd: str, simple: bool) -> None:
+    from kprobes.engines.lifecycle import _simple_command
+
+    assert _simple_command(cmd) is simple

@@ -103,6 +103,12 @@ class UserProbes:
         return cls([], [], [])
 
 
+#: First words that are the shell's own (reserved words, builtins without a program).
+_SHELL_WORDS = frozenset(["!", "{", "if", "for", "while", "until", "case", "time", "cd", "export",
+                          "set", "unset", "ulimit", "umask", ".", "source", "eval", "alias",
+                          "read", "wait", "trap", "exit", "shift", "local", "return"])
+
+
 def _simple_command(cmd: str) -> bool:
     """``cmd`` is one command without shell operators (``exec`` may prefix it)."""
     import shlex
@@ -115,7 +121,7 @@ def _simple_command(cmd: str) -> bool:
         words = list(lex)
     except ValueError:
         return False
-    if not words or "=" in words[0]:  # VAR=value cmd: not for exec
+    if not words or "=" in words[0] or words[0] in _SHELL_WORDS:  # VAR=x cmd, if, cd...
         return False
     return not any(w and all(c in ";&|<>()" for c in w) for w in words)
 
