@@ -308,8 +308,8 @@ def _lang_status(row: Row) -> Tuple[str, str]:
     return out[0], out[1]
 
 
-def _bpf_only(what: str, reason: str) -> str:
-    return f"refused: {what} needs --engine bpf ({reason})"
+def _bpf_only(what: str, reason: str, verb: str = "needs") -> str:
+    return f"refused: {what} {verb} --engine bpf ({reason})"
 
 
 @cache
@@ -333,7 +333,7 @@ def status(row: Row) -> Tuple[str, str]:
             raise CoverageError(f"probe type {name!r} is in no provider table")
         if name in builtins.BPF_ONLY_PROVIDERS:
             why = builtins.BPF_ONLY_PROVIDER_REASONS.get(name, "it runs code in the kernel")
-            return WORKS, _bpf_only(f"'{name}' probes", why)
+            return WORKS, _bpf_only(f"'{name}' probes", why, "need")
         return WORKS, WORKS
     if row.kind == "builtin":
         name = row.key
