@@ -148,29 +148,54 @@ def test_json_output_matches(workload: str, engine: str) -> None:
     )
 
 
-#: bpftrace 0.17's functions in one program per engine set (issue 14): formatted in user
-#: space (strerror, ntop/pton, strftime, username), computed in the probe (bswap, strncmp,
-#: strcontains, reg), resolved when planning (kaddr), run by the tool (system, cat), print() of values.
+#: bpftrace 0.17's functions (issue 14) in one program per engine, on their own workload (same
+#: comm): formatted in user space (strerror, ntop/pton, strftime, username), computed in the
+#: probe (bswap, strncmp, strcontains, reg), resolved when planning (kaddr), run by the tool
+#: (system, cat), print() of values; ntop() of tracepoint address arrays and join() of argv.
+FUNCTIONS_WORKLOAD = """\
+import os, socket, subprocess
+null = os.open("/dev/null", os.O_WRONLY)
+for size in (1, 3, 10, 100):
+    os.write(null, (b"ab\\ncdefghijklmn" * 8)[:size])
+for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    try:
+        s = socket.socket(fam); s.bind((host, 0)); s.listen()
+        c = socket.create_connection(s.getsockname()[:2]); a, _ = s.accept(); a.close(); c.close(); s.close()
+    except OSError:
+        pass
+subprocess.run(["/bin/echo", "a", "bb", "ccc"], stdout=subprocess.DEVNULL)
+"""
 FUNCTIONS_BOTH = (
     f'{WR[:-1]} && arg2 == 100/ {{ printf("%s|%s|%s|%s|%d %d|%d %d %d|%s|%s|%d\\n", strerror(2), '
     'ntop(pton("10.1.2.3")), ntop(pton("fe80::1")), ntop(2, 0x0100007f), bswap((uint16)arg2), '
-    'bswap((uint32)arg2), strncmp(comm, "kpdw", 4), strncmp("abc", "abd", 3), strcontains(comm, "pd"), username, '
-    'strftime("%Y", nsecs), reg("dx") == arg2); printf("%s\\n", ksym(kaddr("vfs_write"))); '
+    'bswap((uint32)arg2), strncmp(comm, "kpdw", 4), strncmp("abc", "abd", 3), strcontains(comm, "pd"), '
+    'username, strftime("%Y", nsecs), reg("dx") == arg2); printf("%s\\n", ksym(kaddr("vfs_write"))); '
     f'system("echo sys %d", arg2); cat("{WORK}/cat.txt"); print(strerror(13)); '
-    'print(ntop(pton("1.2.3.4"))); print(bswap((uint16)arg2)); }'
+    'print(ntop(pton("1.2.3.4"))); print(bswap((uint16)arg2)); } '
+    'tracepoint:sock:inet_sock_set_state /comm == "kpdw" && args->newstate == 1 && args->oldstate == 2/ '
+    '{ printf("%s %d\\n", ntop(args->saddr), args->family); } '
+    'tracepoint:syscalls:sys_enter_execve /comm == "kpdw"/ { join(args->argv); join(args->argv, ","); }'
 )
-#: What only the BPF engine runs (added to the program on that engine): buf() of user memory
-#: with a computed length, numaid.
-FUNCTIONS_BPF = (' tracepoint:syscalls:sys_enter_write /comm == "kpdw" && args->count <= 10/ { '
-                 'printf("%r %d|%r\\n", buf(args->buf, args->count), numaid, buf(args->buf, 2)); }')
+#: What only the BPF engine runs, on top: buf() of user memory with a computed length, numaid,
+#: ntop() of 16-byte tracepoint arrays (event probes read fields of at most 8 bytes).
+FUNCTIONS_BPF = FUNCTIONS_BOTH.replace(
+    'ntop(args->saddr), args->family)',
+    'ntop(args->saddr), args->family, ntop(args->daddr_v6), ntop(args->family, args->saddr_v6))',
+).replace('"%s %d\\n", ntop(args->saddr)', '"%s %d %s %s\\n", ntop(args->saddr)') + (
+    ' tracepoint:syscalls:sys_enter_write /comm == "kpdw" && args->count <= 10/ { '
+    'printf("%r %d|%r\\n", buf(args->buf, args->count), numaid, buf(args->buf, 2)); }')
 
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_functions_same_as_bpftrace(workload: str, engine: str) -> None:
     (WORK / "cat.txt").write_text("cat body\n")
-    program = FUNCTIONS_BOTH + (FUNCTIONS_BPF if engine == "bpf" else "")
-    bt_out, _bt_err, rc, out, err = both(program, workload, "--unsafe", engine=engine)
+    (WORK / "fn.py").write_text(FUNCTIONS_WORKLOAD)
+    cmd = f"{WORK / 'kpdw'} {WORK / 'fn.py'}"
+    program = FUNCTIONS_BPF if engine == "bpf" else FUNCTIONS_BOTH
+    bt_out, _bt_err, rc, out, err = both(program, cmd, "--unsafe", engine=engine)
     assert rc == 0, err
     assert normalize(out, True) == normalize(bt_out, True), f"\n--- bpftrace\n{bt_out}\n--- kprobes {engine}\n{out}\n{err}"
-    assert len(normalize(out, True)[1]) >= (10 if engine == "bpf" else 7), "the workload missed a probe"
+    kp = normalize(out, True)[1]
+    assert "/bin/echo,a,bb,ccc" in kp and "sys 100" in kp and any(ln.startswith("127.0.0.1 2") for ln in kp)
+    assert len(kp) >= (14 if engine == "bpf" else 11), "the workload missed a probe"
     assert session_leftovers() == []
