@@ -137,7 +137,7 @@ def _prepare_and_run(o: Options, env: Environment, text: str, filename: str, str
     if o.debug or o.dry_run:
         streams.out.write(_debug_text(sel, o.debug) if o.debug else sel.describe())
         return 0
-    if sel.fallback_line:
+    if sel.fallback_line and not o.quiet:
         streams.err.write(sel.fallback_line + "\n")
     if o.verbose:
         streams.err.write(f"INFO: engine: {sel.name}; {sel.plan.attach_count} probes to attach\n")
