@@ -144,7 +144,9 @@ def _value_json(agg: Aggregation, div: int) -> str:
 
 
 def _json_key(key: Key) -> str:
-    return _quote(",".join(str(part) for part in key))
+    from .text import key_part_text
+
+    return _quote(",".join(key_part_text(part) for part in key))
 
 
 def format_map_json(bpf_map: BpfMap, top: int = 0, div: int = 1) -> str:

@@ -43,13 +43,14 @@ from kprobes.agg.aggregations import (
     c_div,
     tuple_text,
 )
-from kprobes.agg.bpfmap import BpfMap, Key
+from kprobes.agg.bpfmap import BpfMap, Key, KeyPart
 from kprobes.errors import KprobesError
 
 __all__ = [
     "format_map",
     "format_exit",
     "format_key",
+    "key_part_text",
     "format_hist",
     "format_lhist",
     "hist_label",
@@ -141,11 +142,20 @@ def format_lhist(hist: LinearHist) -> str:
     return "".join(out)
 
 
+def key_part_text(part: KeyPart) -> str:
+    """One key part as bpftrace 0.17 prints it: strings as they are, integers as signed
+    64-bit numbers (a ``uint64`` key of -300 prints ``-300``; narrower types cannot reach
+    2**63, so they print unsigned)."""
+    if isinstance(part, int) and part >= 1 << 63:
+        return str(part - (1 << 64))
+    return str(part)
+
+
 def format_key(name: str, key: Key) -> str:
     """``@name`` or ``@name[k1, k2]`` with string parts unquoted."""
     if not key:
         return name
-    return name + "[" + ", ".join(str(part) for part in key) + "]"
+    return name + "[" + ", ".join(key_part_text(part) for part in key) + "]"
 
 
 def select_top(items: Sequence[tuple[Key, Aggregation]], top: int) -> Sequence[tuple[Key, Aggregation]]:
