@@ -68,3 +68,21 @@ def test_explicit_bpf_engine_reports_the_refusal(tmp_path: object,
     assert "verifier refused the program of probe 1" in str(exc)
     assert "invalid mem access" in str(exc)
     assert "exec kpfallbacktrue" not in out
+
+
+def test_auto_plans_user_space_hist_on_tracefs() -> None:
+    """BEGIN/END/interval run in Python: the BPF engine cannot update a per-CPU hist() from
+    there, so auto plans such a program on tracefs (and says why); --engine bpf refuses."""
+    from kprobes.engines.base import prepare
+    from kprobes.lang.diagnostics import LangError
+
+    if os.geteuid() != 0:
+        require("needs root (BPF features)")
+    prog = "BEGIN { @h = hist(5); @c = count(); exit(); }"
+    sel = prepare(prog)
+    assert sel.name == "tracefs"
+    assert "cannot update a hist() map from a BEGIN probe" in (sel.fallback_line or "")
+    with pytest.raises(LangError) as e:
+        prepare(prog, engine="bpf")
+    assert "--engine tracefs can" in str(e.value)
+    assert prepare("BEGIN { @c = count(); exit(); }").name == "bpf"

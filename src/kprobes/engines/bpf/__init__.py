@@ -20,7 +20,7 @@ Entry points: :func:`prepare` (parse, check, plan; no kernel object is made) and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, TextIO
+from typing import TYPE_CHECKING, List, Optional, TextIO
 
 if TYPE_CHECKING:
     from ..base import Checked, Plan, PlanOptions
@@ -82,6 +82,40 @@ def _providers(prog: "Checked") -> "set[str]":
     return {ap.provider for probe in prog.checked.program.probes for ap in probe.attach_points}
 
 
+#: Aggregations whose per-CPU state a BEGIN/END/interval probe (run in Python) cannot update.
+_KERNEL_ONLY_AGGS = frozenset(["hist", "lhist", "min", "max", "avg", "stats"])
+
+
+def _refuse_user_space_aggregations(prog: "Checked") -> None:
+    """``BEGIN { @h = hist(1); }``: BEGIN/END/interval run in Python here, and the kernel's
+    per-CPU hist/min/max/avg/stats values cannot be updated from there (``--engine auto``
+    then plans the program on tracefs, where every map lives in Python)."""
+    from ...lang import ast
+    from ..variant import plan_error
+
+    program = prog.checked.program
+    for probe in program.probes:
+        if not all(ap.provider in ("BEGIN", "END", "interval") for ap in probe.attach_points):
+            continue
+        stack: List[object] = [probe.body]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ast.AssignMap) and isinstance(node.value, ast.Call) \
+                    and node.value.name in _KERNEL_ONLY_AGGS:
+                raise plan_error(program, f"the BPF engine cannot update a {node.value.name}() "
+                                 f"map from a {probe.attach_points[0].provider} probe (it runs in "
+                                 "user space); --engine tracefs can", node.span)
+            fields = getattr(type(node), "__dataclass_fields__", None)
+            if fields is None:
+                continue
+            for name in fields:
+                v = getattr(node, name)
+                if isinstance(v, tuple):
+                    stack.extend(v)
+                elif v is not None and hasattr(type(v), "__dataclass_fields__"):
+                    stack.append(v)
+
+
 class BpfEngine:
     """The :class:`~kprobes.engines.base.Engine` of eBPF programs compiled in Python."""
 
@@ -106,6 +140,7 @@ class BpfEngine:
                     if ap.provider in ("uprobe", "uretprobe"):
                         _check_placement(prog.checked, ap)
 
+        _refuse_user_space_aggregations(prog)
         o = BpfOptions(unsafe=opts.unsafe, wildcard_filter=opts.wildcard_filter, arch=opts.arch,
                        pid=opts.pid)
         if opts.budget is not None:
