@@ -111,19 +111,19 @@ def main(argv: Optional[Sequence[str]] = None, streams: Optional[Streams] = None
     except KprobesError as e:
         report_error(e, st)
         return e.exit_code
-    if not args or args[0] in ("-h", "--help"):
-        st.out.write(USAGE)
-        if args:  # kprobes --help: the bpftrace options too
-            from .btcompat import HELP
-
-            st.out.write("\nbpftrace-style use (kprobes [options] -e 'program' | FILE [ARGS]):\n\n" + HELP)
-        return EXIT_OK if args else EXIT_USAGE
-    if args[0] in ("--version", "-V"):
-        from .btcompat import version_line
-
-        st.out.write(version_line())
-        return EXIT_OK
     try:
+        if not args or args[0] in ("-h", "--help"):
+            st.out.write(USAGE)
+            if args:  # kprobes --help: the bpftrace options too
+                from .btcompat import HELP
+
+                st.out.write("\nbpftrace-style use (kprobes [options] -e 'program' | FILE [ARGS]):\n\n" + HELP)
+            return EXIT_OK if args else EXIT_USAGE
+        if args[0] in ("--version", "-V"):
+            from .btcompat import version_line
+
+            st.out.write(version_line())
+            return EXIT_OK
         if args[0] in SUBCOMMANDS:
             import importlib
 
