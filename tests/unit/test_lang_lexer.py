@@ -131,6 +131,35 @@ def test_shebang_line_in_column_one_is_skipped() -> None:
     assert kinds(" #!/usr/bin/bpftrace\nBEGIN {}")[0] == "PREPROC"
 
 
+def test_btf_conditionals_of_bpftrace_tools() -> None:
+    # bpftrace's tools guard their header fallbacks with #ifndef BPFTRACE_HAVE_BTF; kprobes
+    # takes types from BTF, so that branch (struct declarations too) is skipped, #else is kept.
+    text = (
+        "#ifndef BPFTRACE_HAVE_BTF\n#include <net/sock.h>\nstruct x {\n int a;\n};\n"
+        "#ifdef NESTED\n#endif\n#else\n#include <sys/socket.h>\n#endif\n"
+        "#ifdef BPFTRACE_HAVE_BTF\nBEGIN {}\n#else\nEND {}\n#endif\n"
+        "#ifdef OTHER\nkprobe:f {}\n#endif\n"
+    )
+    toks = lex(text)
+    assert [t.kind for t in toks] == ["PREPROC", "ATTACH", "{", "}", "EOF"]
+    assert toks[0].text == "#include <sys/socket.h>" and toks[1].text == "BEGIN"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("#ifdef BPFTRACE_HAVE_BTF\nBEGIN {}\n", "unterminated conditional directive"),
+        ("#ifndef BPFTRACE_HAVE_BTF\nBEGIN {}\n", "unterminated conditional directive"),
+        ("#endif\nBEGIN {}\n", "#endif without #ifdef"),
+        ("#ifdef\n#endif\n", "#ifdef needs one macro name"),
+    ],
+)
+def test_bad_conditionals(text: str, message: str) -> None:
+    with pytest.raises(LangError) as exc:
+        lex(text)
+    assert exc.value.errors[0].message == message
+
+
 def test_invalid_character_reports_position() -> None:
     with pytest.raises(LangError) as exc:
         lex("BEGIN { `x }")

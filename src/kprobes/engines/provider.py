@@ -102,6 +102,9 @@ def field_lang_type(f: FieldFormat) -> Type:
     if "*" in f.type:
         base = f.type.replace("const ", "").replace("*", "").strip()
         pointee: Type = IntType(8, True) if base in ("char", "signed char", "unsigned char") else VOID
+        m = re.fullmatch(r"(struct|union) (\w+)", base)
+        if m is not None:  # struct __kernel_timespec *rqtp: args->rqtp->tv_sec reads through BTF
+            pointee = RecordType(f"{m.group(1)} {m.group(2)}")
         for _ in range(f.type.count("*") - 1):  # const char *const *argv: char **
             pointee = PointerType(pointee)
         return PointerType(pointee)

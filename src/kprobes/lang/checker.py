@@ -934,11 +934,13 @@ def check(
     checked program holds literals in their place.  ``child``: whether a ``-c``
     command will run (False: ``cpid`` is an error, as in bpftrace; None: unchecked).
     """
+    from .constants import resolve_constants
     from .params import substitute
     from .provider import DictTypeProvider
 
     program = substitute(program, params)
     prov: TypeProvider = provider if provider is not None else DictTypeProvider()
+    program = resolve_constants(program, prov)  # TCP_CLOSE (BTF enums), AF_INET (#include)
     if "sizeof" in program.text:
         program = _resolve_sizeof(program, prov, max_args, arch_name)
     maps: dict[str, MapState] = {}

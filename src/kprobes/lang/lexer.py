@@ -5,7 +5,9 @@ The lexer is context sensitive in the same places bpftrace's flex lexer is:
 * Outside action blocks and predicates ("header" position) it reads whole
   attach points as one ``ATTACH`` token (``uprobe:/bin/bash:readline``,
   ``kprobe:vfs_*``, ``interval:s:1``), plus ``,``, ``{`` and the ``/`` that
-  opens a predicate (``PRED_START``).  ``#...`` lines there become ``PREPROC``.
+  opens a predicate (``PRED_START``).  ``#...`` lines there become ``PREPROC``,
+  except a ``#!`` first line (skipped) and ``#ifdef``/``#ifndef``/``#else``/``#endif``
+  (evaluated here, with only ``BPFTRACE_HAVE_BTF`` defined).
 * Inside a predicate a ``/`` followed (after blanks) by ``{`` closes it
   (``PRED_END``); any other ``/`` is division.
 
@@ -40,6 +42,8 @@ _OPERATORS = (
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
 # Characters an attach point may contain besides letters, digits and quotes.
 _ATTACH_STOP = frozenset(" \t\r\n\f\v,{}")
+# Macros that #ifdef/#ifndef see as defined (bpftrace's tools test BPFTRACE_HAVE_BTF).
+_DEFINED = frozenset({"BPFTRACE_HAVE_BTF"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class _Lexer:
         self.errors: list[Diagnostic] = []
         self.depth = 0
         self.in_pred = False
+        self.conds: list[int] = []  # start offsets of the open #ifdef/#ifndef (true branch)
 
     # -- helpers -----------------------------------------------------------
     def error(self, message: str, start: int, end: int) -> None:
@@ -84,6 +89,8 @@ class _Lexer:
                 self.header_token()
             else:
                 self.expr_token()
+        for start in self.conds:
+            self.error("unterminated conditional directive", start, start + 1)
         self.tokens.append(Token("EOF", "", self.src.span(n, n + 1)))
         return self.tokens
 
@@ -112,8 +119,14 @@ class _Lexer:
         if ch == "#":
             stop = text.find("\n", start)
             self.pos = len(text) if stop < 0 else stop
+            words = text[start + 1 : self.pos].split()
+            directive = words[0] if words else ""
             # A "#!" line starting in column 1 (a script's shebang) is skipped, as bpftrace does.
-            if not (text.startswith("#!", start) and (start == 0 or text[start - 1] == "\n")):
+            if text.startswith("#!", start) and (start == 0 or text[start - 1] == "\n"):
+                pass
+            elif directive in ("ifdef", "ifndef", "else", "endif"):
+                self.conditional(directive, words[1:], start)
+            else:
                 self.add("PREPROC", start, self.pos, text[start : self.pos])
         elif ch == "/":
             self.pos += 1
@@ -128,6 +141,50 @@ class _Lexer:
             self.attach_point()
         else:
             self.expr_token()
+
+    def conditional(self, directive: str, names: list[str], start: int) -> None:
+        """``#ifdef NAME`` / ``#ifndef NAME`` / ``#else`` / ``#endif`` at top level, with only
+        ``BPFTRACE_HAVE_BTF`` defined (kprobes always takes types from BTF; bpftrace 0.17
+        defines it when the kernel has BTF): the lines of a false branch are skipped."""
+        if directive in ("ifdef", "ifndef"):
+            if len(names) != 1:
+                self.error(f"#{directive} needs one macro name", start, self.pos)
+                return
+            if (names[0] in _DEFINED) == (directive == "ifdef"):
+                self.conds.append(start)
+            elif self.skip_branch(start, to_endif=False) == "else":
+                self.conds.append(start)
+        elif not self.conds:
+            self.error(f"#{directive} without #ifdef", start, self.pos)
+        elif directive == "endif":
+            self.conds.pop()
+        else:  # "#else" after a true branch
+            self.skip_branch(start, to_endif=True)
+            self.conds.pop()
+
+    def skip_branch(self, start: int, to_endif: bool) -> str:
+        """Move past the lines of a false branch; returns the directive that ended it."""
+        text, n = self.text, len(self.text)
+        depth = 0
+        while self.pos < n:
+            line_start = self.pos + 1
+            stop = text.find("\n", line_start)
+            self.pos = n if stop < 0 else stop
+            line = text[line_start : self.pos].strip()
+            if not line.startswith("#"):
+                continue
+            words = line[1:].split()
+            word = words[0] if words else ""
+            if word in ("if", "ifdef", "ifndef"):
+                depth += 1
+            elif word == "endif":
+                if depth == 0:
+                    return "endif"
+                depth -= 1
+            elif word == "else" and depth == 0 and not to_endif:
+                return "else"
+        self.error("unterminated conditional directive", start, start + 1)
+        return ""
 
     def attach_point(self) -> None:
         text, n, start = self.text, len(self.text), self.pos
