@@ -194,7 +194,9 @@ def test_functions_same_as_bpftrace(workload: str, engine: str) -> None:
     program = FUNCTIONS_BPF if engine == "bpf" else FUNCTIONS_BOTH
     bt_out, _bt_err, rc, out, err = both(program, cmd, "--unsafe", engine=engine)
     assert rc == 0, err
-    assert normalize(out, True) == normalize(bt_out, True), f"\n--- bpftrace\n{bt_out}\n--- kprobes {engine}\n{out}\n{err}"
+    # unordered: bpftrace 0.17 reads its per-CPU perf buffers one CPU at a time, so lines of
+    # different probes (the sockets' events, then the execve) may come out of time order
+    assert normalize(out, False) == normalize(bt_out, False), f"\n--- bpftrace\n{bt_out}\n--- kprobes {engine}\n{out}\n{err}"
     kp = normalize(out, True)[1]
     assert "/bin/echo,a,bb,ccc" in kp and "sys 100" in kp and any(ln.startswith("127.0.0.1 2") for ln in kp)
     assert len(kp) >= (14 if engine == "bpf" else 11), "the workload missed a probe"
