@@ -35,7 +35,7 @@ TOOLS = Path("/usr/sbin")
 #: Under TCG each kprobes process costs ~8 s of guest CPU: the timed test runs the tools
 #: whose workload events it checks (the other tools that run are "runs" rows of the doc).
 BPF_TOOLS = (
-    "cpuwalk gethostlatency killsnoop opensnoop pidpersec runqlat runqlen setuids statsnoop "
+    "cpuwalk dcsnoop gethostlatency killsnoop opensnoop pidpersec runqlat runqlen setuids statsnoop "
     "syncsnoop syscount tcpaccept tcpconnect tcplife tcpsynbl vfscount"
 ).split()
 TRACEFS_TOOLS = ["killsnoop", "setuids", "syncsnoop", "tcplife"]
@@ -47,6 +47,7 @@ WITH_BPFTRACE = ("opensnoop",)
 EVENTS: Dict[str, str] = {
     "opensnoop": r"\bcat\s+\d+\s+0 " + re.escape(f"{WORK}/marker-open") + "$",
     "statsnoop": r"\bstat\s+0 " + re.escape(f"{WORK}/marker-stat") + "$",
+    "dcsnoop": r"\bcat\s+M missing-dcsnoop$",
     "syncsnoop": r"\bsync\s+tracepoint:syscalls:sys_enter_sync$",
     "killsnoop": r"\bsh\s+0\s+(\d+)\s+0$",
     "setuids": r"\bsetuid\s+uid=0 \(0\)$",
@@ -79,6 +80,7 @@ c.sendall(b"x" * 3000); a.recv(4096); c.close(); a.close(); srv.close()
 WORKLOAD_SH = f"""
 cat {WORK}/marker-open > /dev/null
 stat {WORK}/marker-stat > /dev/null
+cat {WORK}/missing-dcsnoop 2>/dev/null
 sync
 kill -0 $$
 {PY} {WORK}/w.py

@@ -121,3 +121,41 @@ def test_every_works_row_is_run_by_the_vm_test() -> None:
                 assert (tool, engine) in ran, f"{tool} on {engine} is 'works' but not in RUNS"
             else:
                 assert (tool, engine) not in ran, f"{tool} on {engine} is run but not 'works'"
+
+
+# -- a wildcard matching nothing next to other attach points (dcsnoop) -----------------------
+def test_unmatched_wildcard_beside_other_attach_points_is_skipped_tracefs() -> None:
+    from kprobes.errors import NotTraceableError
+    from tests.unit.test_engine_plan import defs, make_plan
+
+    plan = make_plan("kprobe:vfs_read, kprobe:vfs_read.constprop.* { @ = count(); }")
+    assert defs(plan) == ["p:kp0_0 vfs_read"]
+    with pytest.raises(NotTraceableError, match="matches no probeable"):
+        make_plan("kprobe:nothing_*, kprobe:nothing_else_* { @ = count(); }")
+
+
+def test_unmatched_wildcard_beside_other_attach_points_is_skipped_bpf() -> None:
+    from kprobes.backends.symbols import (
+        KernelSymbols,
+        parse_filter_functions,
+        parse_kallsyms,
+        parse_kprobe_blacklist,
+    )
+    from kprobes.engines.bpf.plan import BpfOptions, plan_checked
+    from kprobes.engines.bpf.unit import Caps
+    from kprobes.engines.targets import SymbolSource
+    from kprobes.errors import NotTraceableError
+
+    def syms() -> KernelSymbols:
+        return KernelSymbols(parse_kallsyms("ffffffff81000010 T vfs_read\n"),
+                             parse_filter_functions("vfs_read\n"), parse_kprobe_blacklist(""))
+
+    def plan(text: str):  # type: ignore[no-untyped-def]
+        c = check(parse_program(text), DictTypeProvider())
+        return plan_checked(c, arch="x86_64", types=None, symbols=SymbolSource(syms),
+                            caps=Caps(), opts=BpfOptions())
+
+    p = plan("kprobe:vfs_read, kprobe:vfs_read.constprop.* { @ = count(); }")
+    assert [t.name for prog in p.programs for t in prog.targets] == ["kprobe:vfs_read"]
+    with pytest.raises(NotTraceableError, match="matches no probeable"):
+        plan("kprobe:nothing_* { @ = count(); }")

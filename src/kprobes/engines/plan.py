@@ -138,6 +138,7 @@ def plan_program(
     for index, probe in enumerate(checked.program.probes):
         by_family: Dict[str, List[Target]] = {}
         order: List[str] = []
+        unmatched: List[ast.AttachPoint] = []
         for ap in probe.attach_points:
             fam = FAMILY[ap.provider]
             if fam not in by_family:
@@ -147,13 +148,20 @@ def plan_program(
                 continue
             targets = expand(ap, src, wildcard_filter if fam == "kprobe" else None)
             if not targets:
-                raise not_found(ap)
+                unmatched.append(ap)
+                continue
             if fam == "uprobe" and not gov.unsafe:
                 _check_placement(checked, ap)
             if len(targets) > biggest[1]:
                 biggest = (ap.raw, len(targets))
             by_family[fam].extend(targets)
+        # as bpftrace 0.17: a wildcard matching nothing is skipped when the probe has other
+        # attach points (dcsnoop's lookup_fast.constprop.*); alone it is an error
+        if unmatched and not any(by_family[f] or f in ("BEGIN", "END", "interval") for f in order):
+            raise not_found(unmatched[0])
         for fam in order:
+            if not by_family[fam] and fam not in ("BEGIN", "END", "interval"):
+                continue
             variants.append(_variant(checked, index, probe, fam, by_family[fam], arch, provider, eprobes))
             total += len(by_family[fam])
     gov.check(total, f"{biggest[0]} expands to {biggest[1]}" if biggest[1] > 1 else "")

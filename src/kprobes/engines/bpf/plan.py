@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Tuple
 from ..._record import dataclass, field
 from ...bpf.asm import Program
 from ...bpf.maps import MapType, ProgType, enum_name
+from ...lang import ast
 from ...lang.checked import CheckedProgram
 from ..targets import (
     DEFAULT_BUDGET,
@@ -168,6 +169,8 @@ def plan_checked(
     work: List[Tuple[int, str, List[Target], Optional[Tuple[str, str]]]] = []
     for index, probe in enumerate(checked.program.probes):
         by_provider: Dict[str, List[Target]] = {}
+        unmatched: List[ast.AttachPoint] = []
+        users = len(plan.user)
         for ap in probe.attach_points:
             if ap.provider in _USER_SPACE:
                 period = interval_ns(ap) if ap.provider == "interval" else 0
@@ -190,10 +193,15 @@ def plan_checked(
             else:
                 targets = expand(ap, symbols, narrow)
             if not targets:
-                raise not_found(ap)
+                unmatched.append(ap)
+                continue
             if len(targets) > biggest[1]:
                 biggest = (ap.raw, len(targets))
             by_provider.setdefault(ap.provider, []).extend(targets)
+        # as bpftrace 0.17: a wildcard matching nothing is skipped when the probe has other
+        # attach points (dcsnoop's lookup_fast.constprop.*); alone it is an error
+        if unmatched and not by_provider and len(plan.user) == users:
+            raise not_found(unmatched[0])
         summary = checked.probes[index]
         needs_target = bool({"probe", "func"} & set(summary.builtins))
         for provider, targets in by_provider.items():
