@@ -92,6 +92,40 @@ class MemoryOps:
     def int_expr(self, e: ast.Expr) -> None:
         raise NotImplementedError
 
+    def user_pointer(self, e: ast.Expr) -> bool:
+        """Whether the object ``e`` names lives in user memory: as :attr:`user_memory`
+        says for this probe, except below ``curtask`` (``((struct task_struct *)curtask)->
+        pid`` is kernel memory in a uprobe or a syscall tracepoint too, as in bpftrace)."""
+        return False if _kernel_rooted(e, self.kernel_vars()) else self.user_memory
+
+    def kernel_vars(self) -> "frozenset[str]":
+        """``$vars`` every assignment of which in this probe is below ``curtask``."""
+        cached: Optional[frozenset[str]] = getattr(self, "_kernel_vars", None)
+        if cached is not None:
+            return cached
+        assigns: Dict[str, List[ast.Expr]] = {}
+        stack: List[object] = [getattr(self, "probe", None)]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ast.AssignVar):
+                assigns.setdefault(node.target.name, []).append(node.value)
+            fields = getattr(type(node), "__dataclass_fields__", None)
+            for name in fields or ():
+                v = getattr(node, name)
+                if isinstance(v, tuple):
+                    stack.extend(v)
+                elif v is not None and hasattr(type(v), "__dataclass_fields__"):
+                    stack.append(v)
+        found: frozenset[str] = frozenset()
+        while True:  # $a = curtask-rooted; $b = $a->x: until nothing more is found
+            more = frozenset(n for n, vals in assigns.items()
+                             if all(_kernel_rooted(v, found) for v in vals))
+            if more == found:
+                break
+            found = more
+        self._kernel_vars = found
+        return found
+
     def mplan(self, m: ast.Map) -> MapPlan:
         raise NotImplementedError
 
@@ -273,7 +307,7 @@ class MemoryOps:
             a.st("dw", R10, tmp, 0)
             self.fp(R1, tmp)
             a.mov64(R2, size)
-            a.call(self.probe_read(self.user_memory))
+            a.call(self.probe_read(self.user_pointer(e)))
             a.ldx(size if size in (1, 2, 4, 8) else 8, R0, R10, tmp)
         if bit_size:
             if bit_off:
@@ -356,7 +390,7 @@ class MemoryOps:
                 else:
                     self.address(e)
                     a.mov64(R3, R0)
-                    user = self.user_memory
+                    user = self.user_pointer(e)
                 n = size if dynamic else min(self.sizeof(t, e), size - 1)
                 self.fp(R1, off)
                 a.mov64(R2, n).call(self.probe_read(user, string=dynamic))
@@ -460,3 +494,21 @@ class MemoryOps:
         a.label(eq).mov64(R0, want).ja(end)
         a.label(ne).mov64(R0, 1 - want)
         a.label(end)
+
+
+def _kernel_rooted(e: object, kernel_vars: "frozenset[str]") -> bool:
+    """``e`` is reached from ``curtask`` (or a ``$var`` that always holds such a value)
+    through members, elements, casts and dereferences."""
+    node = e
+    while True:
+        if isinstance(node, ast.Builtin) and node.name == "curtask":
+            return True
+        if isinstance(node, ast.Var):
+            return node.name in kernel_vars
+        if isinstance(node, (ast.FieldAccess, ast.Index, ast.Cast)):
+            node = node.expr
+        elif isinstance(node, ast.Unary) and node.op == "*":
+            node = node.operand
+        else:
+            return False
+
