@@ -227,25 +227,10 @@ def refuse_unsafe(checked: CheckedProgram, unsafe: bool) -> None:
         return
     from .variant import plan_error
 
-    found: List[Tuple[str, object]] = []
-
-    def visit(node: object) -> None:
-        if found:
-            return
-        if isinstance(node, ast.Call) and node.name in UNSAFE_FUNCTIONS:
-            found.append((node.name, node.span))
-            return
-        if isinstance(node, tuple):
-            for x in node:
-                visit(x)
-            return
-        for name in getattr(node, "__dataclass_fields__", ()):
-            if name != "span":
-                visit(getattr(node, name))
-
-    for probe in checked.program.probes:
-        visit(probe.predicate)
-        visit(probe.body)
+    found: List[Tuple[str, object]] = [
+        (node.name, node.span) for probe in checked.program.probes
+        for node in ast.walk((probe.predicate, probe.body))
+        if isinstance(node, ast.Call) and node.name in UNSAFE_FUNCTIONS]
     if found:
         name, span = found[0]
         err = plan_error(checked.program, f"{name}() is an unsafe function being used in safe "
@@ -264,24 +249,9 @@ def refuse_override(checked: CheckedProgram, index: int, funcs: List[str],
     list is readable; otherwise the kernel's attach refuses the others)."""
     from .variant import plan_error
 
-    found: List[object] = []
-
-    def visit(node: object) -> None:
-        if found:
-            return
-        if isinstance(node, ast.Call) and node.name == "override":
-            found.append(node.span)
-            return
-        if isinstance(node, tuple):
-            for x in node:
-                visit(x)
-            return
-        for name in getattr(node, "__dataclass_fields__", ()):
-            if name != "span":
-                visit(getattr(node, name))
-
     probe = checked.program.probes[index]
-    visit(probe.body)
+    found: List[object] = [node.span for node in ast.walk(probe.body)
+                           if isinstance(node, ast.Call) and node.name == "override"]
     if not found:
         return
     try:

@@ -181,20 +181,14 @@ def refuse_bpf_only(checked: CheckedProgram) -> None:
 
     found: List[Tuple[str, Optional[Span]]] = []
 
-    def visit(node: object) -> None:
-        if found:
-            return
-        if isinstance(node, ast.Builtin) and node.name in BPF_ONLY_BUILTINS:
-            found.append((f"the {node.name} builtin needs", node.span))
-        elif isinstance(node, ast.Call) and node.name in BPF_ONLY_FUNCTIONS:
-            found.append((f"{node.name}() needs", node.span))
-        if isinstance(node, tuple):
-            for x in node:
-                visit(x)
-            return
-        for name in getattr(node, "__dataclass_fields__", ()):
-            if name != "span":
-                visit(getattr(node, name))
+    def visit(root: object) -> None:
+        for node in ast.walk(root):
+            if found:
+                return
+            if isinstance(node, ast.Builtin) and node.name in BPF_ONLY_BUILTINS:
+                found.append((f"the {node.name} builtin needs", node.span))
+            elif isinstance(node, ast.Call) and node.name in BPF_ONLY_FUNCTIONS:
+                found.append((f"{node.name}() needs", node.span))
 
     for probe in checked.program.probes:
         for ap in probe.attach_points:

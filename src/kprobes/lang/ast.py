@@ -25,7 +25,7 @@ on a slow VM for every ``kprobes -e`` run.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, TypeVar, Union
 
 from .._record import FrozenInstanceError
 from .diagnostics import Diagnostic
@@ -39,7 +39,7 @@ __all__ = [
     "Tuple", "TupleIndex",
     "ExprStmt", "AssignVar", "AssignMap", "If", "Return", "Block", "Stmt", "While", "Unroll", "Jump",
     "AttachPoint", "Probe", "Program",
-    "BINARY_OPS", "COMPOUND_OPS",
+    "BINARY_OPS", "COMPOUND_OPS", "walk",
 ]  # fmt: skip
 
 #: Binary operators, C precedence (higher binds tighter).
@@ -539,3 +539,20 @@ class Program:
     text: str
     includes: tuple[str, ...] = ()
     warnings: tuple[Diagnostic, ...] = field(default=(), compare=False)
+
+
+def walk(node: object) -> Iterator[object]:
+    """Every node below ``node`` (itself included), depth first in field order; tuples of
+    nodes are walked through, spans and plain values are not yielded."""
+    if isinstance(node, tuple):
+        for x in node:
+            yield from walk(x)
+        return
+    fields = getattr(type(node), "__dataclass_fields__", None)
+    if fields is None or type(node).__module__ != __name__:
+        return
+    yield node
+    for name in fields:
+        if name != "span":
+            yield from walk(getattr(node, name))
+

@@ -20,7 +20,7 @@ Entry points: :func:`prepare` (parse, check, plan; no kernel object is made) and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, TextIO
+from typing import TYPE_CHECKING, Optional, TextIO
 
 if TYPE_CHECKING:
     from ..base import Checked, Plan, PlanOptions
@@ -97,23 +97,12 @@ def _refuse_user_space_aggregations(prog: "Checked") -> None:
     for probe in program.probes:
         if not all(ap.provider in ("BEGIN", "END", "interval") for ap in probe.attach_points):
             continue
-        stack: List[object] = [probe.body]
-        while stack:
-            node = stack.pop()
+        for node in ast.walk(probe.body):
             if isinstance(node, ast.AssignMap) and isinstance(node.value, ast.Call) \
                     and node.value.name in _KERNEL_ONLY_AGGS:
                 raise plan_error(program, f"the BPF engine cannot update a {node.value.name}() "
                                  f"map from a {probe.attach_points[0].provider} probe (it runs in "
                                  "user space); --engine tracefs can", node.span)
-            fields = getattr(type(node), "__dataclass_fields__", None)
-            if fields is None:
-                continue
-            for name in fields:
-                v = getattr(node, name)
-                if isinstance(v, tuple):
-                    stack.extend(v)
-                elif v is not None and hasattr(type(v), "__dataclass_fields__"):
-                    stack.append(v)
 
 
 class BpfEngine:

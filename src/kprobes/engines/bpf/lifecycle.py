@@ -104,12 +104,7 @@ class RecordDecoder:
 def _has_while(node: object) -> bool:
     from ...lang import ast
 
-    if isinstance(node, ast.While):
-        return True
-    if isinstance(node, tuple):
-        return any(_has_while(x) for x in node)
-    return any(_has_while(getattr(node, f)) for f in getattr(node, "__dataclass_fields__", ())
-               if f != "span" and type(node).__module__ == ast.__name__)
+    return any(isinstance(n, ast.While) for n in ast.walk(node))
 
 
 def _verifier_failure(plan: BpfPlan, p: BpfProgram, e: VerifierError) -> EngineArmError:

@@ -104,18 +104,9 @@ class MemoryOps:
         if cached is not None:
             return cached
         assigns: Dict[str, List[ast.Expr]] = {}
-        stack: List[object] = [getattr(self, "probe", None)]
-        while stack:
-            node = stack.pop()
+        for node in ast.walk(getattr(self, "probe", None)):
             if isinstance(node, ast.AssignVar):
                 assigns.setdefault(node.target.name, []).append(node.value)
-            fields = getattr(type(node), "__dataclass_fields__", None)
-            for name in fields or ():
-                v = getattr(node, name)
-                if isinstance(v, tuple):
-                    stack.extend(v)
-                elif v is not None and hasattr(type(v), "__dataclass_fields__"):
-                    stack.append(v)
         found: frozenset[str] = frozenset()
         while True:  # $a = curtask-rooted; $b = $a->x: until nothing more is found
             more = frozenset(n for n, vals in assigns.items()

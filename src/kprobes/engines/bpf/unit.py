@@ -194,27 +194,14 @@ class Unit:
         """Every key tuple each map is used with (in assignments, reads, delete)."""
         found: Dict[str, List[Tuple[ast.Expr, ...]]] = {}
 
-        def visit(node: object) -> None:
-            if isinstance(node, ast.Map) and node.keys:
-                found.setdefault(node.name, []).append(node.keys)
-            if isinstance(node, ast.Call) and node.name == "delete" and len(node.args) == 2:
-                m = node.args[0]
-                if isinstance(m, ast.Map):
-                    found.setdefault(m.name, []).append((node.args[1],))
-            if isinstance(node, tuple):
-                for x in node:
-                    visit(x)
-                return
-            fields = getattr(node, "__dataclass_fields__", None)
-            if fields is None:
-                return
-            for name in fields:
-                if name != "span":
-                    visit(getattr(node, name))
-
         for p in self.checked.program.probes:
-            visit(p.predicate)
-            visit(p.body)
+            for node in ast.walk((p.predicate, p.body)):
+                if isinstance(node, ast.Map) and node.keys:
+                    found.setdefault(node.name, []).append(node.keys)
+                if isinstance(node, ast.Call) and node.name == "delete" and len(node.args) == 2:
+                    m = node.args[0]
+                    if isinstance(m, ast.Map):
+                        found.setdefault(m.name, []).append((node.args[1],))
         return found
 
     def _plan_maps(self) -> None:
