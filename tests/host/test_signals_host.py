@@ -60,11 +60,26 @@ def fork_load() -> Iterator[None]:
         load.wait()
 
 
+def _where(p: "subprocess.Popen[str]") -> str:
+    """Where a hung child is: its kernel wait channel and stack; then SIGABRT makes
+    faulthandler (PYTHONFAULTHANDLER=1) print every thread's Python stack and kills it."""
+    out = []
+    for name in ("wchan", "stack"):
+        try:
+            with open(f"/proc/{p.pid}/{name}") as f:
+                out.append(f"{name}: {f.read().strip()}")
+        except OSError as e:
+            out.append(f"{name}: {e}")
+    p.send_signal(signal.SIGABRT)
+    return "\n".join(out)
+
+
 def _signal_runs(args: List[str], event: str, expect_rc: Dict[int, Tuple[int, ...]]) -> None:
     slow: List[str] = []
     for sig in (signal.SIGTERM, signal.SIGHUP):
         for i in range(RUNS):
             p = subprocess.Popen([sys.executable, "-m", "kprobes.cli", *args], cwd=ROOT,
+                                 env=dict(os.environ, PYTHONFAULTHANDLER="1"),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             try:
                 end = time.monotonic() + 30
@@ -77,9 +92,14 @@ def _signal_runs(args: List[str], event: str, expect_rc: Dict[int, Tuple[int, ..
                 try:
                     _out, err = p.communicate(timeout=10)
                 except subprocess.TimeoutExpired:
-                    p.kill()
-                    _out, err = p.communicate()
-                    pytest.fail(f"{sig.name} run {i}: still running 10 s after the signal")
+                    where = _where(p)
+                    try:
+                        _out, err = p.communicate(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        _out, err = p.communicate()
+                    pytest.fail(f"{sig.name} run {i}: still running 10 s after the signal\n"
+                                f"{where}\nits stderr (Python stacks at the end):\n{err[-6000:]}")
                 took = time.monotonic() - t0
             finally:
                 if p.poll() is None:
@@ -105,3 +125,43 @@ def test_program_stops_on_every_sigterm_and_sighup(fork_load: None) -> None:
     _signal_runs(["--engine", "tracefs", "-e", "tracepoint:sched:sched_process_fork { @ = count(); }"],
                  "sched_process_fork",
                  {signal.SIGTERM: (0, 128 + signal.SIGTERM), signal.SIGHUP: (0, 128 + signal.SIGHUP)})
+
+
+LOST_IN_FINALIZER = r"""
+import os, signal, sys, time
+import kprobes
+from kprobes.backends.signals import SessionInterrupted
+
+class Finalizer:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIG)
+        for _ in range(100000):  # Python code: the handler runs here, and its exception is lost
+            pass
+
+try:
+    with kprobes.Session() as s:
+        s.add_tracepoint("syscalls:sys_enter_getppid")
+        Finalizer()  # dropped at once
+        print("the finalizer swallowed it", os.getpid(), flush=True)
+        t0 = time.monotonic()
+        n = sum(1 for _ in s.events(duration=20))
+    print("events() ended without raising", flush=True)
+except SessionInterrupted as e:
+    print(f"stopped by {e.signum} after {time.monotonic() - t0:.2f} s", flush=True)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_a_signal_whose_exception_a_finalizer_swallowed_still_stops_events(sig: str) -> None:
+    # A stop signal that lands in a __del__/generator finalizer cannot raise there (Python
+    # hands the exception to sys.unraisablehook): the session must still stop and say why.
+    p = subprocess.run([sys.executable, "-c", LOST_IN_FINALIZER.replace("signal.SIG)", f"signal.{sig})")],
+                       capture_output=True, text=True, timeout=50, cwd=ROOT)
+    assert p.returncode == 3, (p.returncode, p.stdout, p.stderr[-3000:])
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("the finalizer swallowed it ")
+    took = float(lines[1].split()[-2])
+    assert lines[1].startswith(f"stopped by {getattr(signal, sig).value} after ") and took < 5, lines
+    assert "Exception ignored" not in p.stderr, p.stderr[-3000:]
+    assert _leftovers(int(lines[0].split()[-1])) == []

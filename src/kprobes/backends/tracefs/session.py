@@ -47,7 +47,7 @@ from ..._record import dataclass, field
 from ..._record import replace as replace_fields
 from ...errors import FeatureMissing, KprobesError
 from ...events.model import TraceEvent, UnparsedLine
-from ..signals import SessionInterrupted
+from ..signals import SessionInterrupted, listen_swallowed, unlisten_swallowed
 from .fs import TraceFS
 
 if TYPE_CHECKING:
@@ -206,8 +206,8 @@ class Session:
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         self.close()
-        pending = self._pending_signal
-        self._pending_signal = None
+        pending = self._pending_signal or self._signalled
+        self._pending_signal = self._signalled = None
         if pending is not None and exc_type is None:
             raise KeyboardInterrupt() if pending == signal.SIGINT else SessionInterrupted(pending)
 
@@ -233,6 +233,7 @@ class Session:
                 if s == signal.SIGINT and cur is not signal.default_int_handler:
                     continue  # somebody else handles Ctrl-C: leave it to them
                 self._old_signals[s] = signal.signal(s, self._on_signal)
+            listen_swallowed(self._on_swallowed)
         try:
             os.mkdir(fs.path(self.instance))
         except FileExistsError:
@@ -323,7 +324,21 @@ class Session:
             raise KeyboardInterrupt()
         raise SessionInterrupted(signum)
 
+    def _on_swallowed(self, signum: int) -> None:
+        """A stop signal's exception was lost in a finalizer: stop as if it had been deferred.
+
+        The reading loop ends on the flag, and the next :meth:`critical` end,
+        :meth:`events` or ``with`` exit raises it (see :mod:`..signals`).
+        """
+        if self._closing:
+            self._pending_signal = self._pending_signal or signum
+            return
+        if self._signalled is None:
+            self._signalled = signum
+        self._stop = True
+
     def _restore_signals(self) -> None:
+        unlisten_swallowed(self._on_swallowed)
         for s, old in self._old_signals.items():
             try:
                 signal.signal(s, old)  # type: ignore[arg-type]
@@ -696,8 +711,8 @@ class Session:
         if self._quiesced:
             self._set_recording(fs, True)
         deadline = None if duration is None else time.monotonic() + duration
-        self._stop = False
-        self._signalled = None
+        # a signal already taken (its exception lost in a finalizer): drain and raise it now
+        self._stop = self._signalled is not None
         by_event = {(p.group, p.event): p.label for p in self.probes.values()}
         own = self.group
         batch: List[TraceEvent] = []

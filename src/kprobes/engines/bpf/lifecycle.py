@@ -351,7 +351,12 @@ def _drain(reader: Any, decoder: RecordDecoder) -> None:
 def _loop(reader: Any, decoder: RecordDecoder, lc: Lifecycle) -> None:
     rt, clock = lc.rt, lc.clock
     handler = _handler(reader, decoder) if reader is not None else None
+    from ...backends.signals import SessionInterrupted, swallowed_stop
+
     while not (decoder.exit_requested or rt.exit_requested):
+        lost = swallowed_stop()
+        if lost is not None:  # the signal's exception was lost in a finalizer: stop anyway
+            raise SessionInterrupted(lost)
         timeout = clock.timeout(0.1)
         if lc.deadline is not None:
             now = time.monotonic()
