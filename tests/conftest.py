@@ -92,3 +92,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.kernel)
         elif f"{os.sep}tests{os.sep}host{os.sep}" in path:
             item.add_marker(pytest.mark.host)
+
+
+#: pytest-timeout (300 s, signal method) fails a test stuck in Python code; a test stuck
+#: where SIGALRM cannot reach it (an uninterruptible system call, a wedged guest kernel,
+#: a lost signal) would otherwise run on until the CI stage's deadline with no clue.  This
+#: watchdog dumps every thread's Python stack, then ends pytest, so the log names the
+#: test and where it was stuck.
+HARD_TIMEOUT = 420
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]):  # type: ignore[no-untyped-def]
+    import faulthandler
+    import sys
+
+    stream = sys.__stderr__
+    if stream is None:
+        yield
+        return
+    faulthandler.dump_traceback_later(HARD_TIMEOUT, exit=True, file=stream)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
