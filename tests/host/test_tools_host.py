@@ -75,16 +75,18 @@ def test_funclatency_pairs_recursive_calls_by_depth(rec: Path, engine: str) -> N
 @pytest.mark.parametrize("engine", ["bpf", "tracefs"])
 def test_killsnoop_and_argdist_see_a_known_kill(tmp_path: Path, engine: str) -> None:
     pids = tmp_path / "pids"
-    cmd = f"sleep 30 & echo $$ $! > {pids}; kill -USR1 $!; kill -TERM $!; wait"
+    # SIGCONT first: it does not end sleep, so the SIGTERM after it always finds the process
+    # (after a fatal first signal the shell may already have reaped it: result -ESRCH)
+    cmd = f"sleep 30 & echo $$ $! > {pids}; kill -CONT $!; kill -TERM $!; wait"
     rc, out, err = run_cli(["tools", "killsnoop", "--engine", engine, "-c", cmd])
     assert rc == 0, err
     sender, child = pids.read_text().split()
     got = [ln.split() for ln in out.splitlines() if ln.startswith(sender + " ")]
-    assert got == [[sender, "sh", child, "10", "0"], [sender, "sh", child, "15", "0"]], out
+    assert got == [[sender, "sh", child, "18", "0"], [sender, "sh", child, "15", "0"]], out
     rc, out, err = run_cli(["tools", "argdist", "-C", "t:syscalls:sys_enter_kill:args->sig",
                             "-n", "sh", "--engine", engine, "-c", cmd])
     assert rc == 0, err
-    assert "@count[10]: 1\n" in out and "@count[15]: 1\n" in out, out
+    assert "@count[18]: 1\n" in out and "@count[15]: 1\n" in out, out
     assert session_leftovers() == []
 
 
