@@ -165,3 +165,24 @@ def test_a_signal_whose_exception_a_finalizer_swallowed_still_stops_events(sig: 
     assert lines[1].startswith(f"stopped by {getattr(signal, sig).value} after ") and took < 5, lines
     assert "Exception ignored" not in p.stderr, p.stderr[-3000:]
     assert _leftovers(int(lines[0].split()[-1])) == []
+
+
+def test_sigint_stops_a_background_job_of_a_script() -> None:
+    # sh starts `cmd &` with SIGINT ignored; bpftrace and perf still stop on kill -INT, and so
+    # must kprobes (Python alone would keep SIGINT ignored: the trace would run on)
+    script = (f"{sys.executable} -m kprobes.cli trace t:syscalls:sys_enter_getppid >/dev/null 2>&1 &\n"
+              "pid=$!\n"
+              "i=0; while [ $i -lt 300 ] && ! grep -qs sys_enter_getppid "
+              f"{tracefs()}/instances/kp${{pid}}_*/set_event; do sleep 0.05; i=$((i+1)); done\n"
+              "kill -INT $pid\n"
+              "wait $pid\n"
+              "echo rc=$?\n")
+    sh = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, cwd=ROOT, start_new_session=True)
+    try:
+        out, err = sh.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(sh.pid, signal.SIGTERM)  # the trace too: it ends through its cleanup
+        out, err = sh.communicate()
+        pytest.fail("kill -INT did not stop the background trace within 30 s")
+    assert out.strip() == "rc=130", (out, err)

@@ -201,5 +201,14 @@ def parse(parser: ArgParser, args: List[str], streams: Streams) -> Optional[argp
 
 
 def entry() -> None:
-    """console_scripts entry point."""
+    """console_scripts entry point.
+
+    Ctrl-C (SIGINT) always stops a run, as it stops bpftrace and perf: a shell
+    starts background jobs of a script (``kprobes ... &``) with SIGINT ignored,
+    and Python would keep ignoring it, so ``kill -INT`` could not end the trace.
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(main())
