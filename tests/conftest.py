@@ -116,3 +116,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]):
         yield
     finally:
         faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logstart(nodeid: str, location: object) -> None:
+    # -v has written "tests/...::name " (its result follows on the same line): out now, so
+    # that a run that stops dead (scripts/vmstage, a CI log) shows which test was running
+    import sys
+
+    sys.stdout.flush()
