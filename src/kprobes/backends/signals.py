@@ -65,13 +65,14 @@ def _unraisable(unraisable: Any) -> None:
         for listener in list(_listeners):
             listener(int(signum))
         return
-    (_previous_hook or sys.__unraisablehook__)(unraisable)
+    hook = _previous_hook if _previous_hook is not _unraisable else None
+    (hook or sys.__unraisablehook__)(unraisable)
 
 
 def listen_swallowed(listener: Callable[[int], None]) -> None:
     """From now on, a stop signal's exception that Python had to swallow calls ``listener(signum)``."""
     global _previous_hook
-    if not _listeners:
+    if not _listeners and sys.unraisablehook is not _unraisable:
         _previous_hook = sys.unraisablehook
         sys.unraisablehook = _unraisable
     _listeners.append(listener)
@@ -81,9 +82,10 @@ def unlisten_swallowed(listener: Callable[[int], None]) -> None:
     if listener in _listeners:
         _listeners.remove(listener)
     global _previous_hook
-    if not _listeners and sys.unraisablehook is _unraisable:
-        sys.unraisablehook = _previous_hook or sys.__unraisablehook__
-        _previous_hook = None
+    if not _listeners:
+        if sys.unraisablehook is _unraisable:  # (somebody may have replaced it meanwhile)
+            sys.unraisablehook = _previous_hook or sys.__unraisablehook__
+            _previous_hook = None
 
 
 @contextmanager
