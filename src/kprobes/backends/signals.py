@@ -11,8 +11,9 @@ A signal handler's exception is raised in whatever Python code runs when the
 signal arrives.  When that code is a finalizer (``__del__``, a generator closed
 by the garbage collector, a ``weakref.finalize`` callback) Python cannot raise
 it: it goes to :data:`sys.unraisablehook` and is lost, and a loop that waits for
-it would run on.  :func:`watch_swallowed` catches exactly those: each listener
-hears the signal number, so the loop stops on a flag instead.
+it would run on.  :func:`listen_swallowed` (or :func:`watch_swallowed` for a
+block) catches exactly those: each listener hears the signal number, so the
+loop stops on a flag instead.
 """
 
 from __future__ import annotations
